@@ -1,0 +1,17 @@
+#!/bin/sh
+# Install the Debian packages packetlab needs, only if something is missing. Quiet otherwise.
+set -eu
+need=""
+command -v python3 >/dev/null 2>&1 || need="$need python3"
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need="$need python3-venv"
+python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || {
+    echo "packetlab needs Python >= 3.11 (Debian 12 ships 3.11)" >&2; exit 1; }
+if [ -n "$need" ]; then
+    if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+        echo "missing:$need; install them (as root: apt-get install$need)" >&2
+        exit 1
+    fi
+    echo "installing Debian packages:$need"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null
+fi

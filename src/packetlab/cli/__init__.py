@@ -1,0 +1,1 @@
+"""The `packetlab` command: thin click shells over the layers."""
