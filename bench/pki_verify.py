@@ -62,7 +62,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=2.0, help="measuring time per round")
     parser.add_argument("--rounds", type=int, default=3, help="rounds; the best is reported")
-    parser.add_argument("--pool", type=int, default=1000, help="distinct chains for the cold run (more than the parse memo holds)")
+    parser.add_argument(
+        "--pool",
+        type=int,
+        default=1000,
+        help="distinct chains for the cold run (more than the parse memo holds)",
+    )
     args = parser.parse_args()
     eop = pki.generate_private_key()
     trust = pki.TrustAnchors([eop.public_key()])
@@ -84,7 +89,11 @@ def main() -> None:
 
     cold_rate = best_rate(cold, args.seconds, args.rounds, "cold")
     cached_rate = best_rate(cached, args.seconds, args.rounds, "cached")
-    print(json.dumps({"verifies_per_s": round(cold_rate), "cached_verifies_per_s": round(cached_rate)}))
+    print(
+        json.dumps(
+            {"verifies_per_s": round(cold_rate), "cached_verifies_per_s": round(cached_rate)}
+        )
+    )
 
 
 if __name__ == "__main__":

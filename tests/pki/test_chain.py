@@ -116,7 +116,10 @@ def test_agent_self_signed_and_trusted_signed() -> None:
 
 def test_legacy_chain_verifies_only_when_allowed() -> None:
     w = World()
-    chain = [mint(Spec("pubcmd", w.exper, w.xc, v0=True)), mint(Spec("exppriv", w.eop, w.exper, v0=True))]
+    chain = [
+        mint(Spec("pubcmd", w.exper, w.xc, v0=True)),
+        mint(Spec("exppriv", w.eop, w.exper, v0=True)),
+    ]
     with pytest.raises(pki.LegacyFormat):
         controller(chain, w)
     verified = controller(chain, w, allow_legacy=True)
@@ -150,7 +153,21 @@ def _tamper_signature(der: bytes) -> bytes:
 
 def _loop(w: World) -> list[bytes]:
     a, b = pki.generate_private_key(), pki.generate_private_key()
-    return [mint(Spec("delpriv", a, b, del_type="exppriv")), mint(Spec("delpriv", b, a, del_type="exppriv"))]
+    return [
+        mint(Spec("delpriv", a, b, del_type="exppriv")),
+        mint(Spec("delpriv", b, a, del_type="exppriv")),
+    ]
+
+
+def _middle(w: World, middle_type: str) -> list[bytes]:
+    """pubcmd(mid -> xc) -> MIDDLE_TYPE(exper -> mid) -> exppriv: wrong type in the middle."""
+    mid = pki.generate_private_key()
+    return [mint(Spec("pubcmd", mid, w.xc)), mint(Spec(middle_type, w.exper, mid)), w.exppriv()]
+
+
+def _duplicate(w: World) -> list[bytes]:
+    pub = w.pubcmd()
+    return [pub, w.exppriv(), pub]
 
 
 INVALID_CONTROLLER_CHAINS = {
@@ -162,7 +179,10 @@ INVALID_CONTROLLER_CHAINS = {
         lambda w: [w.pubcmd(signer=w.stranger, aki=kid(w.exper)), w.exppriv()],
         pki.BadSignature,
     ),
-    "expired exppriv": (lambda w: [w.pubcmd(), w.exppriv(not_after=NOW - 1)], pki.CertificateExpired),
+    "expired exppriv": (
+        lambda w: [w.pubcmd(), w.exppriv(not_after=NOW - 1)],
+        pki.CertificateExpired,
+    ),
     "pubcmd not yet valid": (
         lambda w: [w.pubcmd(not_before=NOW + 1), w.exppriv()],
         pki.CertificateNotYetValid,
@@ -177,41 +197,35 @@ INVALID_CONTROLLER_CHAINS = {
         lambda w: [mint(Spec("subcmd", w.exper, w.xc)), w.exppriv()],
         pki.WrongCertType,
     ),
-    "agent cert in the middle": (
-        lambda w: (
-            lambda mid: [
-                mint(Spec("pubcmd", mid, w.xc)),
-                mint(Spec("agent", w.exper, mid)),
-                w.exppriv(),
-            ]
-        )(pki.generate_private_key()),
-        pki.WrongCertType,
-    ),
-    "exppriv in the middle": (
-        lambda w: (
-            lambda mid: [mint(Spec("pubcmd", mid, w.xc)), mint(Spec("exppriv", w.exper, mid)), w.exppriv()]
-        )(pki.generate_private_key()),
-        pki.WrongCertType,
-    ),
+    "agent cert in the middle": (lambda w: _middle(w, "agent"), pki.WrongCertType),
+    "exppriv in the middle": (lambda w: _middle(w, "exppriv"), pki.WrongCertType),
     "pathLen exceeded": (lambda w: two_level(w, exp_kw={"path_len": 0}), pki.PathLenExceeded),
     "delpriv with del_type reppriv": (lambda w: two_level(w, mid_del="reppriv"), pki.WrongDelType),
     "widened count limit": (
-        lambda w: two_level(w, exp_kw={"limits": "max_send_pkt=10;"}, mid_kw={"limits": "max_send_pkt=11;"}),
+        lambda w: two_level(
+            w, exp_kw={"limits": "max_send_pkt=10;"}, mid_kw={"limits": "max_send_pkt=11;"}
+        ),
         pki.LimitWidened,
     ),
     "widened valid_dest": (
         lambda w: two_level(
-            w, exp_kw={"limits": "valid_dest=198.18.0.0/24;"}, mid_kw={"limits": "valid_dest=198.18.0.0/23;"}
+            w,
+            exp_kw={"limits": "valid_dest=198.18.0.0/24;"},
+            mid_kw={"limits": "valid_dest=198.18.0.0/23;"},
         ),
         pki.LimitWidened,
     ),
     "spoofing turned on by a delegation": (
-        lambda w: two_level(w, exp_kw={"limits": "src_ip_spoofing=0;"}, mid_kw={"limits": "src_ip_spoofing=1;"}),
+        lambda w: two_level(
+            w, exp_kw={"limits": "src_ip_spoofing=0;"}, mid_kw={"limits": "src_ip_spoofing=1;"}
+        ),
         pki.LimitWidened,
     ),
     "widened burst rate over the same window": (
         lambda w: two_level(
-            w, exp_kw={"limits": "max_burst_rate_pkt=5/1000;"}, mid_kw={"limits": "max_burst_rate_pkt=6/1000;"}
+            w,
+            exp_kw={"limits": "max_burst_rate_pkt=5/1000;"},
+            mid_kw={"limits": "max_burst_rate_pkt=6/1000;"},
         ),
         pki.LimitWidened,
     ),
@@ -219,14 +233,20 @@ INVALID_CONTROLLER_CHAINS = {
         lambda w: [w.pubcmd(), w.exppriv(limits="max_teleport_km=3;")],
         pki.UnknownLimit,
     ),
-    "tampered signature": (lambda w: [w.pubcmd(), _tamper_signature(w.exppriv())], pki.BadSignature),
-    "duplicate certificate": (lambda w: (lambda p: [p, w.exppriv(), p])(w.pubcmd()), pki.DuplicateCertificate),
+    "tampered signature": (
+        lambda w: [w.pubcmd(), _tamper_signature(w.exppriv())],
+        pki.BadSignature,
+    ),
+    "duplicate certificate": (_duplicate, pki.DuplicateCertificate),
     "AKI/SKI loop": (_loop, pki.ChainLoop),
     "untrusted root": (
         lambda w: [w.pubcmd(), mint(Spec("exppriv", w.stranger, w.exper))],
         pki.UntrustedRoot,
     ),
-    "unlinked extra certificate": (lambda w: [w.pubcmd(), w.exppriv(), w.subcmd()], pki.BrokenChain),
+    "unlinked extra certificate": (
+        lambda w: [w.pubcmd(), w.exppriv(), w.subcmd()],
+        pki.BrokenChain,
+    ),
     "exppriv without keyCertSign": (
         lambda w: [w.pubcmd(), w.exppriv(key_cert_sign=False)],
         pki.ProfileViolation,
@@ -240,12 +260,18 @@ INVALID_CONTROLLER_CHAINS = {
         lambda w: [w.pubcmd(info_critical=False), w.exppriv()],
         pki.ProfileViolation,
     ),
-    "limits on a pubcmd": (lambda w: [w.pubcmd(limits="max_send_pkt=1;"), w.exppriv()], pki.ProfileViolation),
+    "limits on a pubcmd": (
+        lambda w: [w.pubcmd(limits="max_send_pkt=1;"), w.exppriv()],
+        pki.ProfileViolation,
+    ),
     "unrecognised critical extension": (
         lambda w: [w.pubcmd(extra=[("1.2.3.99", b"\x04\x00", True)]), w.exppriv()],
         pki.ProfileViolation,
     ),
-    "no AuthorityKeyIdentifier": (lambda w: [w.pubcmd(omit_aki=True), w.exppriv()], pki.ProfileViolation),
+    "no AuthorityKeyIdentifier": (
+        lambda w: [w.pubcmd(omit_aki=True), w.exppriv()],
+        pki.ProfileViolation,
+    ),
     "v0.x certificate": (
         lambda w: [w.pubcmd(), mint(Spec("exppriv", w.eop, w.exper, v0=True))],
         pki.LegacyFormat,
@@ -297,7 +323,9 @@ def test_endpoint_chain_rejects_exppriv_delegation() -> None:
 def test_endpoint_chain_rejects_pubcmd_leaf() -> None:
     w = World()
     with pytest.raises(pki.WrongCertType):
-        pki.verify_endpoint_chain([mint(Spec("pubcmd", w.eop, w.ep))], [w.eop.public_key()], now=NOW)
+        pki.verify_endpoint_chain(
+            [mint(Spec("pubcmd", w.eop, w.ep))], [w.eop.public_key()], now=NOW
+        )
 
 
 def test_agent_rules() -> None:

@@ -13,7 +13,6 @@ from typing import Any
 
 import click
 
-
 HOME_ENV = "PACKETLAB_HOME"
 PASSPHRASE_ENV = "PACKETLAB_PASSPHRASE"
 

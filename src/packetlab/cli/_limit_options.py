@@ -63,7 +63,9 @@ def content_options(func: Callable[..., Any]) -> Callable[..., Any]:
             options.append(click.option(f"--{opt}", type=click.IntRange(0, 1), help=_HELP[opt]))
         else:
             options.append(click.option(f"--{opt}", type=click.IntRange(min=0), help=_HELP[opt]))
-    options.append(click.option("--aux_limit_str", help="Extra 'name=value;' pairs for cert_limit."))
+    options.append(
+        click.option("--aux_limit_str", help="Extra 'name=value;' pairs for cert_limit.")
+    )
     for opt, limit, _ in _LIMIT_OPTIONS:
         flag = _OPT_FLAG.get(opt, f"opt_{opt}")
         options.append(

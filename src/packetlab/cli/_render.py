@@ -95,7 +95,9 @@ def cert_table(
 def csr_table(csr: PktlabCsr, source: str) -> Table:
     table = _table(source)
     table.add_row("kind", "PKCS#10 certificate signing request")
-    table.add_row("signature", "valid (self-signed by the subject)" if csr.signature_valid else "INVALID")
+    table.add_row(
+        "signature", "valid (self-signed by the subject)" if csr.signature_valid else "INVALID"
+    )
     table.add_row("subject key id", csr.subject_key_id.hex())
     if csr.info is None:
         table.add_row("cert_info", "(none: not a pktlab CSR)")

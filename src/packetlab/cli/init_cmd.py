@@ -133,8 +133,9 @@ class _Report:
         (self.created if created else self.kept).append(str(path.relative_to(self.root)))
 
 
-def _keys(root: Path, force: bool, passphrase: bytes | None, report: _Report
-          ) -> tuple[dict[str, Ed25519PrivateKey], set[str]]:
+def _keys(
+    root: Path, force: bool, passphrase: bytes | None, report: _Report
+) -> tuple[dict[str, Ed25519PrivateKey], set[str]]:
     keys: dict[str, Ed25519PrivateKey] = {}
     fresh: set[str] = set()
     for name in KEY_NAMES:
@@ -163,12 +164,18 @@ def run_init(root: Path, force: bool, passphrase: bytes | None) -> _Report:
         if path.exists() and not force:
             report.note(path, created=False)
             if {spec.signer, spec.subject} & fresh:
-                click.echo(f"warning: kept {path}, but its key was just created; it no longer "
-                           "matches (run with --force)", err=True)
+                click.echo(
+                    f"warning: kept {path}, but its key was just created; it no longer "
+                    "matches (run with --force)",
+                    err=True,
+                )
             continue
         cert = pki.build_certificate(
-            cert_type=spec.cert_type, signer=keys[spec.signer],
-            subject=keys[spec.subject].public_key(), not_before=NOT_BEFORE, not_after=NOT_AFTER,
+            cert_type=spec.cert_type,
+            signer=keys[spec.signer],
+            subject=keys[spec.subject].public_key(),
+            not_before=NOT_BEFORE,
+            not_after=NOT_AFTER,
         )
         path.write_bytes(cert.pem())
         report.note(path, created=True)
@@ -197,18 +204,33 @@ def check_home(root: Path) -> list[tuple[str, str]]:
     eop = pki.load_public_key(root / "keys" / "k_eop.pub")
     verdicts = []
     checks = (
-        ("controller chain (pubcmd + exppriv, rooted at k_eop)", pki.ChainMode.CONTROLLER,
-         ["pubcmd_exper_xc.cert", "exppriv_eop_exper.cert"], [eop], "k_xc"),
-        ("endpoint chain (subcmd, rooted at k_eop)", pki.ChainMode.ENDPOINT,
-         ["subcmd_eop_ep.cert"], [eop], "k_ep"),
+        (
+            "controller chain (pubcmd + exppriv, rooted at k_eop)",
+            pki.ChainMode.CONTROLLER,
+            ["pubcmd_exper_xc.cert", "exppriv_eop_exper.cert"],
+            [eop],
+            "k_xc",
+        ),
+        (
+            "endpoint chain (subcmd, rooted at k_eop)",
+            pki.ChainMode.ENDPOINT,
+            ["subcmd_eop_ep.cert"],
+            [eop],
+            "k_ep",
+        ),
         ("controller agent cert", pki.ChainMode.AGENT, ["agent_xc_xc.cert"], None, "k_xc"),
         ("endpoint agent cert", pki.ChainMode.AGENT, ["agent_ep_ep.cert"], None, "k_ep"),
     )
     for what, mode, files, trusted, peer in checks:
         try:
             certs = [c for f in files for c in pki.load_certificates(root / "certs" / f)]
-            pki.verify_chain(mode, certs, trusted, now=now,
-                             peer_key=pki.load_public_key(root / "keys" / f"{peer}.pub"))
+            pki.verify_chain(
+                mode,
+                certs,
+                trusted,
+                now=now,
+                peer_key=pki.load_public_key(root / "keys" / f"{peer}.pub"),
+            )
             verdicts.append((what, "valid"))
         except pki.PkiError as exc:
             verdicts.append((what, f"INVALID: {exc}"))
@@ -218,12 +240,16 @@ def check_home(root: Path) -> list[tuple[str, str]]:
 @click.command("init")
 @click.argument("directory", required=False, type=click.Path(file_okay=False))
 @click.option("--force", is_flag=True, help="Overwrite existing keys, certificates and configs.")
-@click.option("--passphrase-file", type=click.Path(dir_okay=False),
-              help="Encrypt the private keys with the passphrase in this file. Default: "
-              "unencrypted (mode 0600), so endpoint and controller start unattended.")
+@click.option(
+    "--passphrase-file",
+    type=click.Path(dir_okay=False),
+    help="Encrypt the private keys with the passphrase in this file. Default: "
+    "unencrypted (mode 0600), so endpoint and controller start unattended.",
+)
 @click.pass_context
-def init(ctx: click.Context, directory: str | None, force: bool,
-         passphrase_file: str | None) -> None:
+def init(
+    ctx: click.Context, directory: str | None, force: bool, passphrase_file: str | None
+) -> None:
     """Create keys, the standard certificates, CSRs and configs in DIRECTORY.
 
     DIRECTORY defaults to --home, $PACKETLAB_HOME or ~/.packetlab. Existing files are kept

@@ -54,8 +54,10 @@ def pki_group() -> None:
     """
 
 
-@pki_group.group(cls=AliasedGroup, aliases={"k": "key", "cert": "cert", "certificate": "cert",
-                                      "certificatesigningrequest": "csr"})
+@pki_group.group(
+    cls=AliasedGroup,
+    aliases={"k": "key", "cert": "cert", "certificate": "cert", "certificatesigningrequest": "csr"},
+)
 def generate() -> None:
     """Generate a key, a CSR, or a certificate (aliases: g, gen)."""
 
@@ -75,7 +77,10 @@ def _passphrase_option(func: Any) -> Any:
 @click.option("--no-passphrase", is_flag=True, help="Store the private key unencrypted.")
 @click.pass_context
 def generate_key(
-    ctx: click.Context, keyname: str, path: str | None, passphrase_file: str | None,
+    ctx: click.Context,
+    keyname: str,
+    path: str | None,
+    passphrase_file: str | None,
     no_passphrase: bool,
 ) -> None:
     """Generate an Ed25519 key KEYNAME (stored in the home directory's keys/)."""
@@ -85,7 +90,9 @@ def generate_key(
     if passphrase is None and not no_passphrase and sys.stdin.isatty():
         first = click.prompt(
             "Passphrase for the new private key (enter for none)",
-            hide_input=True, default="", show_default=False,
+            hide_input=True,
+            default="",
+            show_default=False,
         )
         if first and first != click.prompt("Repeat it", hide_input=True):
             raise BadInput("the passphrases do not match")
@@ -131,8 +138,16 @@ def _write(path: str, data: bytes, yes: bool) -> None:
 @_passphrase_option
 @click.option("-y", "--yes", is_flag=True, help="Overwrite FILE if it exists.")
 @click.pass_context
-def generate_csr(ctx: click.Context, cert_type: str, signee_privkey: str, file: str,
-                 passphrase_file: str | None, yes: bool, **params: Any) -> None:
+def generate_csr(
+    ctx: click.Context,
+    /,
+    cert_type: str,
+    signee_privkey: str,
+    file: str,
+    passphrase_file: str | None,
+    yes: bool,
+    **params: Any,
+) -> None:
     """Make a PKCS#10 request for a CERT_TYPE certificate of SIGNEE_PRIVKEY's key."""
     key_path = resolve_file(signee_privkey, home_of(ctx), "keys", "key")
     key = load_private_key_interactive(key_path, read_passphrase_file(passphrase_file))
@@ -165,9 +180,20 @@ def generate_csr(ctx: click.Context, cert_type: str, signee_privkey: str, file: 
 @_passphrase_option
 @click.option("-y", "--yes", is_flag=True, help="Overwrite FILE if it exists.")
 @click.pass_context
-def generate_cert(ctx: click.Context, cert_type: str, signer_privkey: str, start_time: str,
-                  end_time: str, file: str, signee_pubkey: str | None, csr_path: str | None,
-                  passphrase_file: str | None, yes: bool, **params: Any) -> None:
+def generate_cert(
+    ctx: click.Context,
+    /,
+    cert_type: str,
+    signer_privkey: str,
+    start_time: str,
+    end_time: str,
+    file: str,
+    signee_pubkey: str | None,
+    csr_path: str | None,
+    passphrase_file: str | None,
+    yes: bool,
+    **params: Any,
+) -> None:
     """Sign a CERT_TYPE certificate valid from START_TIME to END_TIME into FILE.
 
     Times are Unix seconds (as ppksman takes them), 'now', '+365d', or ISO dates. The subject
@@ -195,8 +221,11 @@ def generate_cert(ctx: click.Context, cert_type: str, signer_privkey: str, start
     aux_info = aux_info_pairs(params["aux_info_str"])
     if csr is not None and csr.info is not None:
         if csr.info.cert_type is not wanted:
-            click.echo(f"packetlab: warning: the CSR asks for {csr.info.cert_type.label}, "
-                       f"signing {wanted.label}", err=True)
+            click.echo(
+                f"packetlab: warning: the CSR asks for {csr.info.cert_type.label}, "
+                f"signing {wanted.label}",
+                err=True,
+            )
         del_type = del_type or csr.info.del_type
         description = description if description is not None else csr.info.description
         aux_info = aux_info or csr.info.aux
@@ -206,8 +235,15 @@ def generate_cert(ctx: click.Context, cert_type: str, signer_privkey: str, start
     end = parse_time(end_time, "END_TIME")
     try:
         cert = pki.build_certificate(
-            cert_type=wanted, signer=signer, subject=subject, not_before=start, not_after=end,
-            del_type=del_type, description=description, path_len=path_len, limits=limits,
+            cert_type=wanted,
+            signer=signer,
+            subject=subject,
+            not_before=start,
+            not_after=end,
+            del_type=del_type,
+            description=description,
+            path_len=path_len,
+            limits=limits,
             aux_info=aux_info,
         )
     except pki.PkiInputError as exc:
@@ -260,8 +296,13 @@ def _key_info(path: Path, passphrase: bytes | None) -> dict[str, Any]:
 @click.option("-k", "--signer_pubkey", help="Check the certificates' signature with this key.")
 @_passphrase_option
 @click.pass_context
-def show(ctx: click.Context, kind: str, targets: tuple[str, ...], signer_pubkey: str | None,
-         passphrase_file: str | None) -> None:
+def show(
+    ctx: click.Context,
+    kind: str,
+    targets: tuple[str, ...],
+    signer_pubkey: str | None,
+    passphrase_file: str | None,
+) -> None:
     """Show keys, CSRs or certificates (KIND: key, csr or cert; alias: s)."""
     kind = _kind(kind)
     home = home_of(ctx)
@@ -272,8 +313,9 @@ def show(ctx: click.Context, kind: str, targets: tuple[str, ...], signer_pubkey:
     for target in targets:
         path = resolve_file(target, home, _STORE[kind], kind)
         if kind == "key":
-            out.print(_render.key_table(_key_info(path, read_passphrase_file(passphrase_file)),
-                                        str(path)))
+            out.print(
+                _render.key_table(_key_info(path, read_passphrase_file(passphrase_file)), str(path))
+            )
         elif kind == "csr":
             out.print(_render.csr_table(pki.load_csr(path), str(path)))
         else:
@@ -307,8 +349,11 @@ def list_items(ctx: click.Context, kind: str | None) -> None:
     kinds = [_kind(kind)] if kind else ["key", "csr", "cert"]
     for item in kinds:
         entries = list_store(home, _STORE[item])
-        click.echo(f"{item}s in {home / _STORE[item]}:" if entries else
-                   f"{item}s in {home / _STORE[item]}: none")
+        click.echo(
+            f"{item}s in {home / _STORE[item]}:"
+            if entries
+            else f"{item}s in {home / _STORE[item]}: none"
+        )
         for index, path in enumerate(entries):
             click.echo(f"  {index:3d}. {path.name}{_describe(item, path)}")
 
@@ -330,18 +375,33 @@ def _describe(kind: str, path: Path) -> str:
 
 
 @pki_group.command("verify")
-@click.option("--mode", type=click.Choice([m.value for m in pki.ChainMode]), required=True,
-              help="controller: an endpoint checks a controller's chain; endpoint: a "
-              "controller checks an endpoint's chain; agent: broker/proxy agent cert.")
-@click.option("--trusted", "trusted", multiple=True,
-              help="Trusted root public key (repeatable). Agents without one must be self-signed.")
+@click.option(
+    "--mode",
+    type=click.Choice([m.value for m in pki.ChainMode]),
+    required=True,
+    help="controller: an endpoint checks a controller's chain; endpoint: a "
+    "controller checks an endpoint's chain; agent: broker/proxy agent cert.",
+)
+@click.option(
+    "--trusted",
+    "trusted",
+    multiple=True,
+    help="Trusted root public key (repeatable). Agents without one must be self-signed.",
+)
 @click.option("--peer", help="The peer's public key: the leaf must certify it.")
 @click.option("--at", "at_time", help="Check validity at this time instead of now.")
 @click.option("--legacy", is_flag=True, help="Judge v0.x certificates by the same rules.")
 @click.argument("certs", nargs=-1, required=True)
 @click.pass_context
-def verify(ctx: click.Context, mode: str, trusted: tuple[str, ...], peer: str | None,
-           at_time: str | None, legacy: bool, certs: tuple[str, ...]) -> None:
+def verify(
+    ctx: click.Context,
+    mode: str,
+    trusted: tuple[str, ...],
+    peer: str | None,
+    at_time: str | None,
+    legacy: bool,
+    certs: tuple[str, ...],
+) -> None:
     """Verify a certificate chain (files in any order); exit 0 valid, 1 invalid, 2 bad input."""
     home = home_of(ctx)
     chain_mode = pki.ChainMode(mode)
@@ -355,11 +415,15 @@ def verify(ctx: click.Context, mode: str, trusted: tuple[str, ...], peer: str | 
     now = parse_time(at_time, "--at") if at_time else time.time()
     old = [c for c in parsed if c.format is pki.CertFormat.V0]
     if old:
-        click.echo(f"note: {len(old)} certificate(s) in the old v0.x format (PacketLab <= 0.5); "
-                   "v1.x endpoints and controllers reject them", err=True)
+        click.echo(
+            f"note: {len(old)} certificate(s) in the old v0.x format (PacketLab <= 0.5); "
+            "v1.x endpoints and controllers reject them",
+            err=True,
+        )
     try:
-        verified = pki.verify_chain(chain_mode, parsed, keys or None, now=now,
-                                    peer_key=peer_key, allow_legacy=legacy)
+        verified = pki.verify_chain(
+            chain_mode, parsed, keys or None, now=now, peer_key=peer_key, allow_legacy=legacy
+        )
     except pki.ChainError as exc:
         click.echo(f"INVALID {mode} chain: {exc}")
         sys.exit(1)

@@ -1,16 +1,16 @@
 """Errors of the PKI layer.
 
     PkiError
-    ├── PkiInputError            bad local input: the caller or the user gave us something unusable
-    │   ├── KeyFileError         a key that cannot be read (missing, malformed PEM, wrong passphrase)
-    │   ├── CertificateFormatError  DER/PEM or a pktlab extension that does not parse
-    │   └── NameValueError       a cert_info / cert_limit / xdescr / dattr string that breaks the grammar
+    ├── PkiInputError            bad local input: something the caller or user gave is unusable
+    │   ├── KeyFileError         an unreadable key (missing, malformed PEM, wrong passphrase)
+    │   ├── CertificateFormatError  DER/PEM or a pktlab extension that won't parse
+    │   └── NameValueError       a cert_info/cert_limit/xdescr/dattr string breaking the grammar
     └── ChainError               a certificate chain that does not verify (remote data is at fault)
         ├── EmptyChain
         ├── DuplicateCertificate
         ├── ChainLoop            AKI→SKI links form a cycle
         ├── BrokenChain          a certificate is not linked to the others
-        ├── WrongSigner          a certificate names a signer that is neither in the chain nor trusted
+        ├── WrongSigner          its named signer is neither in the chain nor trusted
         ├── UntrustedRoot        the chain's top is signed by a key that is not trusted
         ├── BadSignature
         ├── CertificateExpired
@@ -63,7 +63,9 @@ class ChainError(PkiError):
 
     rule = "chain"
 
-    def __init__(self, message: str, *, cert_index: int | None = None, cert_label: str = "") -> None:
+    def __init__(
+        self, message: str, *, cert_index: int | None = None, cert_label: str = ""
+    ) -> None:
         self.cert_index = cert_index
         self.cert_label = cert_label
         text = f"{cert_label}: {message}" if cert_label else message

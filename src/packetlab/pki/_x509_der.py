@@ -128,8 +128,13 @@ def _time_value(tag: int, text: bytes) -> int:
             raise ValueError
         fields = (year, int(rest[0:2]), int(rest[2:4]), int(rest[4:6]), int(rest[6:8]))
         second = int(rest[8:10])
-        if not (1 <= fields[1] <= 12 and 1 <= fields[2] <= 31 and fields[3] < 24
-                and fields[4] < 60 and second < 60):
+        if not (
+            1 <= fields[1] <= 12
+            and 1 <= fields[2] <= 31
+            and fields[3] < 24
+            and fields[4] < 60
+            and second < 60
+        ):
             raise ValueError
     except ValueError:
         raise _bad("validity time is not a DER UTCTime/GeneralizedTime in UTC") from None
@@ -162,7 +167,7 @@ def read_certificate(der: bytes) -> RawCertificate:
     if tbs_tag != _SEQUENCE:
         raise _bad("TBSCertificate is not a SEQUENCE")
     tbs = der[start:tbs_stop]
-    alg_start, alg_stop = _expect(der, tbs_stop, stop, _SEQUENCE, "signatureAlgorithm")
+    _, alg_stop = _expect(der, tbs_stop, stop, _SEQUENCE, "signatureAlgorithm")
     outer_alg = der[tbs_stop:alg_stop]
     sig_start, sig_stop = _expect(der, alg_stop, stop, _BIT_STRING, "signatureValue")
     if sig_stop != stop:
@@ -197,11 +202,9 @@ def read_certificate(der: bytes) -> RawCertificate:
     pos = v_stop
     _, pos = _expect(der, pos, tbs_stop, _SEQUENCE, "subject")
     k_start, k_stop = _expect(der, pos, tbs_stop, _SEQUENCE, "subjectPublicKeyInfo")
-    a_start, a_stop = _expect(der, k_start, k_stop, _SEQUENCE, "subjectPublicKeyInfo algorithm")
+    _, a_stop = _expect(der, k_start, k_stop, _SEQUENCE, "subjectPublicKeyInfo algorithm")
     if der[k_start:a_stop] != _ED25519_ALG:
-        raise CertificateFormatError(
-            "subject key is not Ed25519; pktlab certificates use Ed25519"
-        )
+        raise CertificateFormatError("subject key is not Ed25519; pktlab certificates use Ed25519")
     b_start, b_stop = _expect(der, a_stop, k_stop, _BIT_STRING, "subjectPublicKey")
     if b_stop != k_stop or b_stop - b_start != 33 or der[b_start] != 0:
         raise _bad("Ed25519 subject key is not 32 bytes")

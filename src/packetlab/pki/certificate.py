@@ -14,8 +14,8 @@ import hashlib
 import os
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import NamedTuple
 from pathlib import Path
+from typing import NamedTuple
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -24,7 +24,6 @@ from cryptography.x509.oid import ExtensionOID
 
 from packetlab.pki._der import unwrap_octet_string
 from packetlab.pki._errors import CertificateFormatError, NameValueError
-from packetlab.pki.info import CertInfo, CertType, DelType, parse_cert_info
 from packetlab.pki._x509_der import (
     OID_AKI,
     OID_BASIC_CONSTRAINTS,
@@ -38,6 +37,7 @@ from packetlab.pki._x509_der import (
     read_key_usage,
     read_octet_string,
 )
+from packetlab.pki.info import CertInfo, CertType, DelType, parse_cert_info
 from packetlab.pki.keys import raw_public_key
 from packetlab.pki.limits import DIGEST_LEN, Limits, parse_limits
 
@@ -114,9 +114,7 @@ class PktlabCert(NamedTuple):
         return f"{self.cert_type.label} (subject {self.computed_subject_key_id.hex()[:16]})"
 
     def pem(self) -> bytes:
-        return x509.load_der_x509_certificate(self.der).public_bytes(
-            Encoding.PEM
-        )
+        return x509.load_der_x509_certificate(self.der).public_bytes(Encoding.PEM)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -294,7 +292,9 @@ def parse_certificates(data: bytes) -> list[PktlabCert]:
         try:
             certs = x509.load_pem_x509_certificates(data)
         except ValueError as exc:
-            raise CertificateFormatError(f"malformed PEM certificate ({_first_line(exc)})") from None
+            raise CertificateFormatError(
+                f"malformed PEM certificate ({_first_line(exc)})"
+            ) from None
         return [_from_der(c.public_bytes(Encoding.DER)) for c in certs]
     return [parse_certificate(data)]
 

@@ -57,7 +57,7 @@ from packetlab.pki.builder import can_carry_limits
 from packetlab.pki.certificate import CertFormat, PktlabCert, parse_certificate
 from packetlab.pki.info import CertType, DelType
 from packetlab.pki.keys import Ed25519PublicKey, key_id, raw_public_key
-from packetlab.pki.limits import LimitWidening, Limits, narrow
+from packetlab.pki.limits import Limits, LimitWidening, narrow
 
 
 class ChainMode(enum.Enum):
@@ -274,8 +274,11 @@ def _check_profile(chain: list[PktlabCert], allow_legacy: bool) -> None:
             raise ProfileViolation(
                 "lacks KeyUsage or BasicConstraints", cert_index=index, cert_label=label
             )
-        if end and (cert.is_ca or "digital_signature" not in cert.key_usage
-                    or "key_cert_sign" in cert.key_usage):
+        if end and (
+            cert.is_ca
+            or "digital_signature" not in cert.key_usage
+            or "key_cert_sign" in cert.key_usage
+        ):
             raise ProfileViolation(
                 "an end certificate must be CA=false with KeyUsage digitalSignature",
                 cert_index=index,
@@ -327,8 +330,7 @@ def _check_types(chain: list[PktlabCert], mode: ChainMode) -> None:
         top = chain[-1]
         if len(chain) < 2 or top.cert_type is not CertType.EXPPRIV:
             raise MissingExppriv(
-                "the chain has no exppriv certificate at its top (signed by the endpoint "
-                "operator)",
+                "the chain has no exppriv certificate at its top (signed by the endpoint operator)",
                 cert_index=len(chain) - 1,
                 cert_label=_label(len(chain) - 1, top),
             )
@@ -347,8 +349,7 @@ def _check_types(chain: list[PktlabCert], mode: ChainMode) -> None:
             )
         if flag not in cert.del_type:
             raise WrongDelType(
-                f"delegates {cert.del_type.label}, but this chain needs "
-                f"del_type {flag.label}",
+                f"delegates {cert.del_type.label}, but this chain needs del_type {flag.label}",
                 cert_index=index,
                 cert_label=_label(index, cert),
             )
@@ -511,7 +512,13 @@ def verify_controller_chain(
 ) -> VerifiedChain:
     """ENDPOINT_AUTH_CONTROLLER: pubcmd -> delpriv[exppriv]* -> exppriv -> trusted EOp key."""
     return verify_chain(
-        ChainMode.CONTROLLER, certs, trusted, now=now, peer_key=peer_key, allow_legacy=allow_legacy, cache=cache
+        ChainMode.CONTROLLER,
+        certs,
+        trusted,
+        now=now,
+        peer_key=peer_key,
+        allow_legacy=allow_legacy,
+        cache=cache,
     )
 
 
@@ -526,7 +533,13 @@ def verify_endpoint_chain(
 ) -> VerifiedChain:
     """CONTROLLER_AUTH_ENDPOINT: subcmd -> delpriv[reppriv]* -> trusted key (None: any root)."""
     return verify_chain(
-        ChainMode.ENDPOINT, certs, trusted, now=now, peer_key=peer_key, allow_legacy=allow_legacy, cache=cache
+        ChainMode.ENDPOINT,
+        certs,
+        trusted,
+        now=now,
+        peer_key=peer_key,
+        allow_legacy=allow_legacy,
+        cache=cache,
     )
 
 
@@ -541,5 +554,11 @@ def verify_agent_cert(
 ) -> VerifiedChain:
     """PKTLAB_AUTH_AGENT: one agent cert, self-signed (no trusted keys) or trusted-signed."""
     return verify_chain(
-        ChainMode.AGENT, certs, trusted, now=now, peer_key=peer_key, allow_legacy=allow_legacy, cache=cache
+        ChainMode.AGENT,
+        certs,
+        trusted,
+        now=now,
+        peer_key=peer_key,
+        allow_legacy=allow_legacy,
+        cache=cache,
     )

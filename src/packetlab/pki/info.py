@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import enum
-from functools import lru_cache
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from packetlab.pki._errors import NameValueError
 from packetlab.pki.nvpairs import format_pairs, is_valid_value, parse_pairs
@@ -76,9 +76,7 @@ class CertInfo:
     def __post_init__(self) -> None:
         is_delpriv = self.cert_type is CertType.DELPRIV
         if is_delpriv != bool(self.del_type):
-            raise NameValueError(
-                "cert_info: del_type must be given exactly when cert_type=delpriv"
-            )
+            raise NameValueError("cert_info: del_type must be given exactly when cert_type=delpriv")
 
     def to_string(self) -> str:
         if self.description is not None and not is_valid_value(self.description):

@@ -108,9 +108,7 @@ def load_public_key(path: str | os.PathLike[str]) -> Ed25519PublicKey:
     data = _read(path)
     if b"PRIVATE KEY-----" in data:
         if private_key_is_encrypted(data):
-            raise KeyFileError(
-                f"{path}: is an encrypted private key; give the .pub file instead"
-            )
+            raise KeyFileError(f"{path}: is an encrypted private key; give the .pub file instead")
         return load_private_key(path).public_key()
     try:
         key = serialization.load_pem_public_key(data)
@@ -156,7 +154,9 @@ def save_private_key(
     _write_private(Path(path), private_key_pem(key, passphrase))
 
 
-def save_public_key(key: Ed25519PublicKey | Ed25519PrivateKey, path: str | os.PathLike[str]) -> None:
+def save_public_key(
+    key: Ed25519PublicKey | Ed25519PrivateKey, path: str | os.PathLike[str]
+) -> None:
     Path(path).write_bytes(public_key_pem(key))
 
 

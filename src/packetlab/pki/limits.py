@@ -16,8 +16,8 @@ Delegation only narrows (see :func:`narrow`):
 from __future__ import annotations
 
 import ipaddress
-from functools import lru_cache
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import ClassVar, TypeVar
 
 from packetlab.pki._errors import NameValueError
@@ -234,10 +234,10 @@ def _union(first: tuple[_T, ...], second: tuple[_T, ...]) -> tuple[_T, ...]:
 
 
 def _net_inside(net: IPNetwork, parents: tuple[IPNetwork, ...]) -> bool:
-    for parent in parents:
-        if parent.version == net.version and net.subnet_of(parent):  # type: ignore[arg-type]
-            return True
-    return False
+    return any(
+        parent.version == net.version and net.subnet_of(parent)  # type: ignore[arg-type]
+        for parent in parents
+    )
 
 
 def narrow(parent: Limits, child: Limits) -> Limits:
@@ -277,4 +277,3 @@ def narrow(parent: Limits, child: Limits) -> Limits:
     changes["optional"] = frozenset(optional)
     changes["unknown"] = parent.unknown + child.unknown
     return replace(parent, **changes)  # type: ignore[arg-type]
-

@@ -1,0 +1,3 @@
+from packetlab.cli.main import main
+
+main()
