@@ -234,6 +234,7 @@ def _from_der(der: bytes) -> PktlabCert:
     is_ca = path_len = None
     key_usage: frozenset[str] | None = None
     pktlab: dict[str, bytes] = {}
+    not_critical: list[str] = []
     for oid, ext in raw.extensions.items():
         if oid == OID_AKI:
             aki = read_key_identifier(ext.value)
@@ -254,12 +255,16 @@ def _from_der(der: bytes) -> PktlabCert:
         elif (dotted := _PKTLAB_OID_BYTES.get(oid)) is not None:
             pktlab[dotted] = unwrap_octet_string(ext.value)
             if not ext.critical:
-                issues.append(f"pktlab extension {dotted} is not marked critical")
+                not_critical.append(dotted)
         elif ext.critical:
             issues.append(f"unrecognised critical extension {oid_to_dotted(oid)}")
     fmt, info, info_text, limits, limit_text, priority = _pktlab_fields(
         pktlab, issues, context="certificate"
     )
+    # v1.x marks every pktlab extension critical; v0.x (ppksman <= 0.3) only the type (1.2.3.1)
+    for dotted in not_critical:
+        if fmt is CertFormat.V1 or dotted == OID_CERT_INFO:
+            issues.append(f"pktlab extension {dotted} is not marked critical")
     return PktlabCert(
         der=der,
         format=fmt,
