@@ -14,7 +14,6 @@ import hashlib
 import os
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import NamedTuple
 
 from cryptography import x509
@@ -24,6 +23,7 @@ from cryptography.x509.oid import ExtensionOID
 
 from packetlab.pki._der import unwrap_octet_string
 from packetlab.pki._errors import CertificateFormatError, NameValueError
+from packetlab.pki._files import first_line, read_input
 from packetlab.pki._x509_der import (
     OID_AKI,
     OID_BASIC_CONSTRAINTS,
@@ -297,16 +297,14 @@ def parse_certificates(data: bytes) -> list[PktlabCert]:
         try:
             certs = x509.load_pem_x509_certificates(data)
         except ValueError as exc:
-            raise CertificateFormatError(
-                f"malformed PEM certificate ({_first_line(exc)})"
-            ) from None
+            raise CertificateFormatError(f"malformed PEM certificate ({first_line(exc)})") from None
         return [_from_der(c.public_bytes(Encoding.DER)) for c in certs]
     return [parse_certificate(data)]
 
 
 def load_certificates(path: str | os.PathLike[str]) -> list[PktlabCert]:
     """Load every certificate in a file; errors name the file."""
-    data = _read(path)
+    data = read_input(path, CertificateFormatError)
     try:
         certs = parse_certificates(data)
     except CertificateFormatError as exc:
@@ -328,7 +326,7 @@ def parse_csr(data: bytes) -> PktlabCsr:
         signature_valid = csr.is_signature_valid
     except (ValueError, x509.DuplicateExtension) as exc:
         raise CertificateFormatError(
-            f"not a PKCS#10 certificate signing request ({_first_line(exc)})"
+            f"not a PKCS#10 certificate signing request ({first_line(exc)})"
         ) from None
     if not isinstance(public_key, Ed25519PublicKey):
         raise CertificateFormatError("CSR subject key is not Ed25519")
@@ -360,24 +358,8 @@ def parse_csr(data: bytes) -> PktlabCsr:
 
 
 def load_csr(path: str | os.PathLike[str]) -> PktlabCsr:
-    data = _read(path)
+    data = read_input(path, CertificateFormatError)
     try:
         return parse_csr(data)
     except CertificateFormatError as exc:
         raise CertificateFormatError(f"{path}: {exc}") from None
-
-
-def _read(path: str | os.PathLike[str]) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise CertificateFormatError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise CertificateFormatError(f"{path}: is a directory") from None
-    except OSError as exc:
-        raise CertificateFormatError(f"{path}: cannot read: {exc.strerror}") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

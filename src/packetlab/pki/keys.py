@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from packetlab.pki._errors import KeyFileError
+from packetlab.pki._files import first_line, read_input
 
 RAW_PUBLIC_KEY_LEN = 32
 KEY_ID_LEN = 32
@@ -61,17 +62,6 @@ def public_key_from_raw(raw: bytes) -> Ed25519PublicKey:
     return Ed25519PublicKey.from_public_bytes(raw)
 
 
-def _read(path: str | os.PathLike[str]) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise KeyFileError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise KeyFileError(f"{path}: is a directory, not a key file") from None
-    except OSError as exc:
-        raise KeyFileError(f"{path}: cannot read: {exc.strerror}") from None
-
-
 def private_key_is_encrypted(data: bytes) -> bool:
     """True if ``data`` is a PEM private key that needs a passphrase."""
     return b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in data
@@ -81,7 +71,7 @@ def load_private_key(
     path: str | os.PathLike[str], passphrase: bytes | None = None
 ) -> Ed25519PrivateKey:
     """Load a PEM PKCS#8 Ed25519 private key (encrypted ones need ``passphrase``)."""
-    data = _read(path)
+    data = read_input(path, KeyFileError)
     if private_key_is_encrypted(data) and not passphrase:
         raise KeyFileError(f"{path}: the private key is encrypted and no passphrase was given")
     if not private_key_is_encrypted(data):
@@ -93,11 +83,11 @@ def load_private_key(
             raise KeyFileError(f"{path}: wrong passphrase or corrupt encrypted key") from None
         if b"-----BEGIN PUBLIC KEY-----" in data:
             raise KeyFileError(f"{path}: is a public key; a private key is needed here") from None
-        raise KeyFileError(f"{path}: not a PEM private key ({_first_line(exc)})") from None
+        raise KeyFileError(f"{path}: not a PEM private key ({first_line(exc)})") from None
     except TypeError:
         raise KeyFileError(f"{path}: cannot load the private key") from None
     except Exception as exc:
-        raise KeyFileError(f"{path}: cannot load the private key ({_first_line(exc)})") from None
+        raise KeyFileError(f"{path}: cannot load the private key ({first_line(exc)})") from None
     if not isinstance(key, Ed25519PrivateKey):
         raise KeyFileError(f"{path}: not an Ed25519 key ({type(key).__name__})")
     return key
@@ -105,7 +95,7 @@ def load_private_key(
 
 def load_public_key(path: str | os.PathLike[str]) -> Ed25519PublicKey:
     """Load a PEM SPKI Ed25519 public key; a private key file gives its public half."""
-    data = _read(path)
+    data = read_input(path, KeyFileError)
     if b"PRIVATE KEY-----" in data:
         if private_key_is_encrypted(data):
             raise KeyFileError(f"{path}: is an encrypted private key; give the .pub file instead")
@@ -113,7 +103,7 @@ def load_public_key(path: str | os.PathLike[str]) -> Ed25519PublicKey:
     try:
         key = serialization.load_pem_public_key(data)
     except Exception as exc:
-        raise KeyFileError(f"{path}: not a PEM public key ({_first_line(exc)})") from None
+        raise KeyFileError(f"{path}: not a PEM public key ({first_line(exc)})") from None
     if not isinstance(key, Ed25519PublicKey):
         raise KeyFileError(f"{path}: not an Ed25519 key ({type(key).__name__})")
     return key
@@ -158,8 +148,3 @@ def save_public_key(
     key: Ed25519PublicKey | Ed25519PrivateKey, path: str | os.PathLike[str]
 ) -> None:
     Path(path).write_bytes(public_key_pem(key))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
