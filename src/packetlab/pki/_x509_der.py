@@ -12,6 +12,7 @@ duplicate extensions refused. The signature covers ``tbs``, the exact bytes we i
 from __future__ import annotations
 
 import calendar
+import re
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -79,24 +80,46 @@ def _expect(buf: bytes, pos: int, end: int, tag: int, what: str) -> tuple[int, i
     return start, stop
 
 
+def _minimal_integer(content: bytes, what: str) -> int:
+    if not content or (
+        len(content) > 1
+        and ((content[0] == 0 and content[1] < 0x80) or (content[0] == 0xFF and content[1] >= 0x80))
+    ):
+        raise _bad(f"{what} is not a minimal DER INTEGER")
+    return int.from_bytes(content, "big", signed=True)
+
+
+_BAD_OID = re.compile(rb"(?:^|[\x00-\x7f])\x80")
+
+
+def _check_oid(raw: bytes) -> None:
+    """Non-empty, every subidentifier minimal and terminated."""
+    if not raw or raw[-1] & 0x80 or _BAD_OID.search(raw):
+        raise _bad("malformed OBJECT IDENTIFIER")
+
+
 def oid_to_dotted(raw: bytes) -> str:
-    if not raw:
-        return "(empty)"
-    first = raw[0]
-    parts = [str(min(first // 40, 2)), str(first - 40 * min(first // 40, 2))]
+    """Dotted text of a DER OID body (for messages; malformed input gives a best effort)."""
+    subids: list[int] = []
     value = 0
-    for byte in raw[1:]:
+    for byte in raw:
         value = (value << 7) | (byte & 0x7F)
         if not byte & 0x80:
-            parts.append(str(value))
+            subids.append(value)
             value = 0
-    return ".".join(parts)
+    if not subids:
+        return "(empty)"
+    first = subids[0]
+    arc = 0 if first < 40 else 1 if first < 80 else 2
+    return ".".join(str(n) for n in (arc, first - 40 * arc, *subids[1:]))
 
 
 def oid_from_dotted(dotted: str) -> bytes:
     nums = [int(x) for x in dotted.split(".")]
-    out = bytearray([nums[0] * 40 + nums[1]])
-    for num in nums[2:]:
+    if len(nums) < 2 or nums[0] > 2 or (nums[0] < 2 and nums[1] >= 40) or min(nums) < 0:
+        raise ValueError(f"not an OID: {dotted!r}")
+    out = bytearray()
+    for num in (nums[0] * 40 + nums[1], *nums[2:]):
         chunk = [num & 0x7F]
         num >>= 7
         while num:
@@ -114,31 +137,32 @@ def _time(buf: bytes, pos: int, end: int) -> tuple[int, int]:
 @lru_cache(maxsize=1024)
 def _time_value(tag: int, text: bytes) -> int:
     """Unix seconds of a DER UTCTime / GeneralizedTime (memoised: validity times recur)."""
-    try:
-        if tag == _UTC_TIME and len(text) == 13 and text[12:] == b"Z":
-            year = int(text[0:2])
-            year += 1900 if year >= 50 else 2000
-            rest = text[2:12]
-        elif tag == _GENERALIZED_TIME and len(text) == 15 and text[14:] == b"Z":
-            year = int(text[0:4])
-            rest = text[4:14]
-        else:
-            raise ValueError
-        if not rest.isdigit():
-            raise ValueError
-        fields = (year, int(rest[0:2]), int(rest[2:4]), int(rest[4:6]), int(rest[6:8]))
-        second = int(rest[8:10])
-        if not (
-            1 <= fields[1] <= 12
-            and 1 <= fields[2] <= 31
-            and fields[3] < 24
-            and fields[4] < 60
-            and second < 60
-        ):
-            raise ValueError
-    except ValueError:
-        raise _bad("validity time is not a DER UTCTime/GeneralizedTime in UTC") from None
-    return calendar.timegm((*fields, second, 0, 0, 0))
+    if tag == _UTC_TIME and len(text) == 13 and text[12:] == b"Z":
+        digits = text[:12]
+    elif tag == _GENERALIZED_TIME and len(text) == 15 and text[14:] == b"Z":
+        digits = text[:14]
+    else:
+        raise _bad("validity time is not a DER UTCTime/GeneralizedTime in UTC")
+    if not all(0x30 <= b <= 0x39 for b in digits):
+        raise _bad("validity time holds characters other than digits")
+    if tag == _UTC_TIME:
+        year = int(digits[0:2])
+        year += 1900 if year >= 50 else 2000
+        rest = digits[2:]
+    else:
+        year = int(digits[0:4])
+        rest = digits[4:]
+    month, day, hour, minute, second = (int(rest[i : i + 2]) for i in range(0, 10, 2))
+    if not (
+        year >= 1
+        and 1 <= month <= 12
+        and 1 <= day <= calendar.monthrange(year, month)[1]
+        and hour < 24
+        and minute < 60
+        and second < 60
+    ):
+        raise _bad("validity time is not a real UTC date and time")
+    return calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
 
 
 class RawExtension(NamedTuple):
@@ -181,14 +205,14 @@ def read_certificate(der: bytes) -> RawCertificate:
     tag, a, b = _tlv(der, pos, tbs_stop)
     if tag == _CTX0:
         v_start, v_stop = _expect(der, a, b, _INTEGER, "version")
-        if v_stop != b or v_stop - v_start != 1:
-            raise _bad("version")
+        if v_stop != b or v_stop - v_start != 1 or der[v_start] not in (1, 2):
+            raise _bad("version must be v2 or v3 (v1 is the DER default and is not written)")
         version = der[v_start]
         pos = b
         tag, a, b = _tlv(der, pos, tbs_stop)
-    if tag != _INTEGER or b == a:
+    if tag != _INTEGER:
         raise _bad("serialNumber")
-    serial = int.from_bytes(der[a:b], "big", signed=True)
+    serial = _minimal_integer(der[a:b], "serialNumber")
     pos = b
     inner_start = pos
     _, pos = _expect(der, pos, tbs_stop, _SEQUENCE, "signature")
@@ -215,8 +239,7 @@ def read_certificate(der: bytes) -> RawCertificate:
         tag, a, b = _tlv(der, pos, tbs_stop)
         pos = b
         if tag != _CTX3:
-            if tag in (0x81, 0x82, 0xA1, 0xA2):
-                continue  # issuerUniqueID / subjectUniqueID: ignored
+            # issuerUniqueID / subjectUniqueID are not part of the pktlab profile
             raise _bad(f"unexpected element 0x{tag:02x} in TBSCertificate")
         if pos != tbs_stop:
             raise _bad("extensions are not last in TBSCertificate")
@@ -229,6 +252,7 @@ def read_certificate(der: bytes) -> RawCertificate:
             q = x_stop
             o_start, o_stop = _expect(der, x_start, x_stop, _OID, "extension OID")
             oid = der[o_start:o_stop]
+            _check_oid(oid)
             tag, c, d = _tlv(der, o_stop, x_stop)
             critical = False
             if tag == _BOOLEAN:
@@ -261,13 +285,22 @@ def read_key_identifier(value: bytes) -> bytes:
     start, stop = _expect(value, 0, len(value), _SEQUENCE, "AuthorityKeyIdentifier")
     if stop != len(value):
         raise _bad("AuthorityKeyIdentifier")
+    # keyIdentifier [0], authorityCertIssuer [1], authorityCertSerialNumber [2], in order
     pos = start
+    key_identifier = None
+    last = -1
     while pos < stop:
         tag, a, b = _tlv(value, pos, stop)
-        if tag == 0x80:
-            return value[a:b]
+        order = {0x80: 0, 0xA1: 1, 0x82: 2}.get(tag)
+        if order is None or order <= last:
+            raise _bad("AuthorityKeyIdentifier holds unexpected or misordered elements")
+        last = order
+        if order == 0:
+            key_identifier = value[a:b]
         pos = b
-    raise _bad("AuthorityKeyIdentifier has no keyIdentifier")
+    if key_identifier is None:
+        raise _bad("AuthorityKeyIdentifier has no keyIdentifier")
+    return key_identifier
 
 
 def read_octet_string(value: bytes, what: str) -> bytes:
@@ -281,8 +314,11 @@ def read_key_usage(value: bytes) -> frozenset[str]:
     start, stop = _expect(value, 0, len(value), _BIT_STRING, "KeyUsage")
     if stop != len(value) or stop == start or value[start] > 7:
         raise _bad("KeyUsage")
+    unused = value[start]
     bits = int.from_bytes(value[start + 1 : stop], "big")
     width = (stop - start - 1) * 8
+    if (width == 0 and unused) or bits & ((1 << unused) - 1):
+        raise _bad("KeyUsage BIT STRING has non-zero unused bits")
     return frozenset(
         name for i, name in enumerate(_KEY_USAGE_BITS) if i < width and bits >> (width - 1 - i) & 1
     )
@@ -304,7 +340,9 @@ def read_basic_constraints(value: bytes) -> tuple[bool, int | None]:
             pos = b
     if pos < stop:
         tag, a, b = _tlv(value, pos, stop)
-        if tag != _INTEGER or b != stop or b == a or value[a] & 0x80:
-            raise _bad("BasicConstraints pathLenConstraint")
-        path_len = int.from_bytes(value[a:b], "big")
+        if tag != _INTEGER or b != stop or not is_ca:
+            raise _bad("BasicConstraints pathLenConstraint (allowed only with cA)")
+        path_len = _minimal_integer(value[a:b], "pathLenConstraint")
+        if path_len < 0:
+            raise _bad("BasicConstraints pathLenConstraint is negative")
     return is_ca, path_len
