@@ -1,4 +1,4 @@
-"""The codec against the reference's golden vectors (reference section 3.3) and its decoding rules."""
+"""The codec against the reference's golden vectors (section 3.3) and its decoding rules."""
 
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ def test_golden_vectors_both_ways(name: str, msg: w.Message, hexstr: str) -> Non
     raw = bytes.fromhex(hexstr.replace(" ", ""))
     assert w.encode(msg) == raw
     assert w.decode(raw) == msg
-    assert type(w.decode(raw)).TYPE == raw[0]
+    assert raw[0] == type(w.decode(raw)).TYPE
 
 
 @pytest.mark.parametrize(("name", "msg", "hexstr"), GOLDEN, ids=[g[0] for g in GOLDEN])

@@ -1,9 +1,9 @@
 """Errors of the wire layer.
 
-    WireError
-    ├── ProtocolError            the peer broke the protocol; carries the reference's error code
-    │   └── MalformedMessage     a known message type whose body does not decode (ECTLBADMSG)
-    └── EncodeError              we were asked to encode something the protocol cannot carry
+WireError
+├── ProtocolError            the peer broke the protocol; carries the reference's error code
+│   └── MalformedMessage     a known message type whose body does not decode (ECTLBADMSG)
+└── EncodeError              we were asked to encode something the protocol cannot carry
 """
 
 from __future__ import annotations

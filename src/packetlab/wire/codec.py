@@ -370,7 +370,9 @@ def _dec_nstat(t: int, b: bytes) -> Message:
         alen = _family_len(t, family)
         if len(b) != 13 + alen:
             raise _bad(t, "established form does not match the family")
-        return Nstat(sktid, family, proto, time, 0, b[11 : 11 + alen], _U16.unpack_from(b, 11 + alen)[0])
+        return Nstat(
+            sktid, family, proto, time, 0, b[11 : 11 + alen], _U16.unpack_from(b, 11 + alen)[0]
+        )
     raise _bad(t, "body must be 12, 17 or 29 bytes")
 
 

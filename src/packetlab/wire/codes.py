@@ -1,4 +1,4 @@
-"""Numbers of the pktlab wire protocol (reference sections 3.1, 3.2 and 4), named as the reference names them."""
+"""Numbers of the pktlab wire protocol (reference sections 3.1, 3.2 and 4)."""
 
 from __future__ import annotations
 

@@ -251,7 +251,7 @@ class Xsub(Message):
 
 @dataclass(frozen=True, slots=True)
 class Result(Message):
-    """Success (errid 0), an error, or a monitor reject (ECTLMONREJ+index+code, ECTLMONUKN+index)."""
+    """Success (errid 0), an error, or a monitor verdict (ECTLMONREJ, ECTLMONUKN + index)."""
 
     TYPE: ClassVar[int] = MsgType.RESULT
     errid: int = 0
@@ -368,8 +368,15 @@ class Ndrop(Message):
     bytecnt: int
 
     def __post_init__(self) -> None:
-        for name, limit in (("sktid", _U8), ("family", _U8), ("proto", _U8), ("tfirst", _U64),
-                            ("tlast", _U64), ("unitcnt", _U32), ("bytecnt", _U32)):
+        for name, limit in (
+            ("sktid", _U8),
+            ("family", _U8),
+            ("proto", _U8),
+            ("tfirst", _U64),
+            ("tlast", _U64),
+            ("unitcnt", _U32),
+            ("bytecnt", _U32),
+        ):
             _check(getattr(self, name), limit, name)
 
 
@@ -385,8 +392,13 @@ class Nblock(Message):
     time: int
 
     def __post_init__(self) -> None:
-        for name, limit in (("sktid", _U8), ("family", _U8), ("proto", _U8), ("monerrid", _U16),
-                            ("time", _U64)):
+        for name, limit in (
+            ("sktid", _U8),
+            ("family", _U8),
+            ("proto", _U8),
+            ("monerrid", _U16),
+            ("time", _U64),
+        ):
             _check(getattr(self, name), limit, name)
 
 
@@ -429,8 +441,12 @@ class Xreg(Message):
 
     def __post_init__(self) -> None:
         key = self.snikey
-        if not (1 <= len(key) <= 63 and key.isascii() and all(c.isdigit() or c.islower() for c in key)
-                and key.isalnum()):
+        if not (
+            1 <= len(key) <= 63
+            and key.isascii()
+            and all(c.isdigit() or c.islower() for c in key)
+            and key.isalnum()
+        ):
             raise EncodeError(f"snikey {key!r} must be 1-63 characters of [a-z0-9]")
 
 
@@ -442,5 +458,5 @@ class UnknownMessage(Message):
     body: bytes
 
     @property
-    def TYPE(self) -> int:  # type: ignore[override]  # noqa: N802
+    def TYPE(self) -> int:  # type: ignore[override]
         return self.msg_type
