@@ -16,6 +16,7 @@ LAYER = {
     "packets": 0,
     "programs": 1,
     "guardian": 1,
+    "tls": 1,
     "endpoint": 2,
     "controller": 2,
     "broker": 2,
