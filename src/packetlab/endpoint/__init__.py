@@ -1,0 +1,1 @@
+"""packetlab.endpoint: the measurement endpoint (layer 2)."""
