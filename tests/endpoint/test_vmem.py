@@ -1,4 +1,4 @@
-"""The info memory against the reference's observed reads and writes (reference sections 4, 13.3-4)."""
+"""The info memory against the reference's observed reads and writes (sections 4, 13.3-4)."""
 
 from __future__ import annotations
 
