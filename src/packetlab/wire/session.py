@@ -229,7 +229,11 @@ class ControllerSession(_Core):
         if isinstance(msg, Mdata) and not isinstance(request, Mread):
             self.close()
             return SessionClosed("endpoint answered a non-mread request with mdata")
-        if isinstance(request, Start) and isinstance(msg, Result):
+        if (
+            isinstance(request, Start)
+            and isinstance(msg, Result)
+            and self.state is SessionState.SETUP
+        ):
             if msg.ok:
                 self.state = SessionState.IDLE
             else:

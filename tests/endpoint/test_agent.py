@@ -1,0 +1,218 @@
+"""The endpoint's session agent driven by a test controller over a socketpair, with real
+UDP/TCP sockets on loopback (reference section 13, scenarios 2-10)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+import pytest
+from harness import LOOPBACK, session
+
+from packetlab import wire as w
+from packetlab.endpoint import vmem
+
+ANY = bytes(4)
+
+
+def run(coro) -> None:  # type: ignore[no-untyped-def]
+    asyncio.run(asyncio.wait_for(coro, 20))
+
+
+class UdpResponder:
+    """A DNS-like responder: answers every datagram with b"re:" + payload."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setblocking(False)
+        self.port = self.sock.getsockname()[1]
+
+    def attach(self) -> None:
+        loop = asyncio.get_running_loop()
+
+        def answer() -> None:
+            data, addr = self.sock.recvfrom(2048)
+            self.sock.sendto(b"re:" + data, addr)
+
+        loop.add_reader(self.sock.fileno(), answer)
+
+    def close(self) -> None:
+        asyncio.get_running_loop().remove_reader(self.sock.fileno())
+        self.sock.close()
+
+
+def test_dns_flow_with_tx_and_rx_kernel_stamps() -> None:
+    async def main() -> None:
+        responder = UdpResponder()
+        responder.attach()
+        async with session() as (ctl, _agent, _):
+            assert await ctl.request(w.Nopen(1, 4, 0x11, 4096, ANY, 0)) == w.Result()
+            query = w.Nsend(1, 4, 0x11, 0, 1234, b"query", LOOPBACK, responder.port)
+            assert await ctl.request(query) == w.Result()
+            [tag] = await ctl.wait_note(w.Ntag)
+            [data] = await ctl.wait_note(w.Ndata)
+            assert isinstance(tag, w.Ntag) and isinstance(data, w.Ndata)
+            assert tag.tag == 1234 and data.data == b"re:query"
+            assert (data.raddr, data.rport) == (LOOPBACK, responder.port)
+            rtt = data.time - tag.time
+            assert 0 < rtt < 50_000_000
+            stamp = await ctl.request(w.Mread(vmem.NSENDTSTP + 1234 * 8, 8))
+            assert isinstance(stamp, w.Mdata) and stamp.data == tag.time.to_bytes(8, "big")
+            assert await ctl.request(w.Nclose(1)) == w.Result()
+        responder.close()
+
+    run(main())
+
+
+def test_error_paths_match_the_reference() -> None:
+    async def main() -> None:
+        async with session() as (ctl, _, _):
+            assert await ctl.request(w.Nclose(9)) == w.Result(w.ErrId.ESKTNOTOPEN)
+            assert await ctl.request(w.Nopen(1, 4, 0x11, 4096, ANY)) == w.Result()
+            assert await ctl.request(w.Nopen(1, 4, 0x11, 4096, ANY)) == w.Result(w.ErrId.ESKTINUSE)
+            assert await ctl.request(w.Nopen(2, 4, 0, 4096, ANY)) == w.Result(w.ErrId.ESKTNOPROTO)
+            assert await ctl.request(w.Nopen(3, 6, 0x11, 4096, bytes(16))) == w.Result(
+                w.ErrId.ESKTNOPRFAM
+            )
+            send = w.Nsend(5, 4, 0x11, 0, 1, b"x", LOOPBACK, 9)
+            assert await ctl.request(send) == w.Result(w.ErrId.ESKTNOTOPEN)
+            cap = w.Ncap(1, 4, 6, 0, b"\x00" + bytes(8))
+            assert await ctl.request(cap) == w.Result(w.ErrId.ESKTNOMATCH)
+            assert await ctl.request(w.Start()) == w.Result(w.ErrId.ECTLNOTSUP)
+            info = await ctl.request(w.Mread(0x10000000, 6))
+            assert isinstance(info, w.Mdata) and info.data.hex() == "010000000006"
+
+    run(main())
+
+
+def test_tcp_connect_refused_reads_stat_minus_one() -> None:
+    async def main() -> None:
+        closed = socket.socket()
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        closed.close()
+        async with session() as (ctl, _, _):
+            nopen = w.Nopen(1, 4, 6, 4096, ANY, 0, LOOPBACK, port)
+            assert await ctl.request(nopen) == w.Result()
+            await ctl.wait_note(w.Nstat)
+            stat = await ctl.request(w.Mread(vmem.SOCKETS + 0x400 + 2, 1))
+            assert isinstance(stat, w.Mdata) and stat.data == b"\xff"
+
+    run(main())
+
+
+def test_http_get_flow_with_half_close() -> None:
+    async def main() -> None:
+        got: list[bytes] = []
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            got.append(await reader.read())  # until the endpoint's FIN
+            writer.write(b"HTTP/1.0 200 OK\r\n\r\nhello")
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with session() as (ctl, _, _):
+            assert await ctl.request(w.Nopen(1, 4, 6, 4096, ANY, 0, LOOPBACK, port)) == w.Result()
+            [est] = await ctl.wait_note(w.Nstat)
+            assert isinstance(est, w.Nstat) and est.code == 0 and est.rport == port
+            request = b"GET / HTTP/1.0\r\n\r\n"
+            assert await ctl.request(w.Nsend(1, 4, 6, 0, 7, request)) == w.Result()
+            assert await ctl.request(w.Nctl(1, 4, 6, 0, 1)) == w.Result()
+            await ctl.wait_note(w.Ntag)
+            stats = await ctl.wait_note(w.Nstat, 2)
+            assert stats[1].code == w.NstatCode.PEERCLOSED  # type: ignore[attr-defined]
+            body = b"".join(n.data for n in ctl.notes if isinstance(n, w.Ndata))
+            assert body == b"HTTP/1.0 200 OK\r\n\r\nhello"
+            assert got == [request]
+            assert await ctl.request(w.Nclose(1)) == w.Result()
+        server.close()
+        await server.wait_closed()
+
+    run(main())
+
+
+def test_scheduled_send_and_untagged_send() -> None:
+    async def main() -> None:
+        responder = UdpResponder()
+        responder.attach()
+        async with session() as (ctl, _, _):
+            await ctl.request(w.Nopen(1, 4, 0x11, 4096, ANY))
+            now = await ctl.request(w.Mread(vmem.TIME, 8))
+            assert isinstance(now, w.Mdata)
+            when = int.from_bytes(now.data, "big") + 200_000_000
+            await ctl.request(w.Nsend(1, 4, 0x11, 0, 0, b"untagged", LOOPBACK, responder.port))
+            await ctl.request(w.Nsend(1, 4, 0x11, when, 9, b"later", LOOPBACK, responder.port))
+            [tag] = await ctl.wait_note(w.Ntag)
+            assert isinstance(tag, w.Ntag) and tag.tag == 9
+            assert when <= tag.time < when + 20_000_000
+            await ctl.wait_note(w.Ndata, 2)
+            assert len([n for n in ctl.notes if isinstance(n, w.Ntag)]) == 1
+        responder.close()
+
+    run(main())
+
+
+def test_notifmask_holds_data_and_counts_drops_exactly() -> None:
+    async def main() -> None:
+        responder = UdpResponder()
+        responder.attach()
+        async with session() as (ctl, agent, _):
+            await ctl.request(w.Nopen(1, 4, 0x11, 20, ANY))  # 20-byte receive buffer
+            mask = vmem.SOCKETS + 0x400 + vmem.SK_NOTIFMASK
+            assert await ctl.request(w.Mwrite(mask, b"\x00\x08")) == w.Result()  # hold NDATA
+            for i in range(4):  # replies of 9 bytes each: two fit, two are dropped
+                await ctl.request(
+                    w.Nsend(1, 4, 0x11, 0, 0, b"abc%03d" % i, LOOPBACK, responder.port)
+                )
+            await asyncio.sleep(0.2)
+            assert not [n for n in ctl.notes if isinstance(n, w.Ndata)]
+            used = await ctl.request(w.Mread(vmem.BUFUSED, 4))
+            assert isinstance(used, w.Mdata) and int.from_bytes(used.data, "big") == 18
+            assert await ctl.request(w.Mwrite(mask, b"\x00\x00")) == w.Result()
+            data = await ctl.wait_note(w.Ndata, 2)
+            [drop] = await ctl.wait_note(w.Ndrop)
+            assert [d.data for d in data] == [b"re:abc000", b"re:abc001"]  # type: ignore[attr-defined]
+            assert isinstance(drop, w.Ndrop) and (drop.unitcnt, drop.bytecnt) == (2, 18)
+            assert agent.blocks[1].drop_units == 2
+        responder.close()
+
+    run(main())
+
+
+def test_malformed_message_resets_and_vanished_controller_leaves_nothing() -> None:
+    async def main() -> None:
+        async with session() as (ctl, agent, task):
+            await ctl.request(w.Nopen(1, 4, 0x11, 4096, ANY))
+            await ctl.request(w.Nopen(2, 4, 6, 4096, ANY, 0))  # listening TCP
+            ctl.send_raw(bytes.fromhex("2800000510010000 00".replace(" ", "")))
+            await asyncio.wait_for(ctl.closed.wait(), 5)
+            reason = await asyncio.wait_for(task, 5)
+            assert "malformed" in reason
+            assert agent.sockets == {} and agent.blocks == {}
+            assert not agent._tasks
+
+    run(main())
+
+
+@pytest.mark.parametrize("action", ["eof", "yield"])
+def test_session_end_closes_every_socket(action: str) -> None:
+    async def main() -> None:
+        async with session() as (ctl, agent, task):
+            await ctl.request(w.Nopen(1, 4, 0x11, 4096, ANY))
+            far = time.time_ns() + 60_000_000_000
+            await ctl.request(w.Nsend(1, 4, 0x11, far, 3, b"x", LOOPBACK, 9))
+            opened = list(agent.sockets.values())
+            assert opened and all(s.sock is not None for s in opened)
+            if action == "yield":
+                assert await ctl.request(w.Yield(0)) == w.Result()
+            else:
+                ctl.writer.close()
+            await asyncio.wait_for(task, 5)
+            assert agent.sockets == {} and not agent._tasks
+            assert all(s.sock is None for s in opened)
+
+    run(main())
