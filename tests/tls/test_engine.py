@@ -47,13 +47,15 @@ class Principals:
 
 def endpoint_verifier(trusted: list[pki.keys.Ed25519PublicKey]):  # type: ignore[no-untyped-def]
     """The endpoint checks the controller's chain."""
-    return lambda ders, key: pki.verify_controller_chain(
+    return lambda ders, key, sni: pki.verify_controller_chain(
         ders, trusted, now=time.time(), peer_key=key
     )
 
 
 def controller_verifier(trusted: list[pki.keys.Ed25519PublicKey]):  # type: ignore[no-untyped-def]
-    return lambda ders, key: pki.verify_endpoint_chain(ders, trusted, now=time.time(), peer_key=key)
+    return lambda ders, key, sni: pki.verify_endpoint_chain(
+        ders, trusted, now=time.time(), peer_key=key
+    )
 
 
 def shuttle(client: TlsEngine, server: TlsEngine) -> tuple[bytes, bytes]:

@@ -14,38 +14,91 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 
 from packetlab.wire.codes import NotifMask, SocketState
+from packetlab.wire.memmap import (
+    BUFMAX,
+    BUFMAX_DUP,
+    BUFUSED,
+    HOSTID,
+    IP4DNSLS,
+    IP4DNSNO,
+    IP4HDRMOD,
+    IP4LS,
+    IP4NO,
+    IP6DNSLS,
+    IP6DNSNO,
+    IP6HDRMOD,
+    IP6LS,
+    IP6NO,
+    LATLONG,
+    NSENDTSTP,
+    OSINFO,
+    SK_DROPSTAT,
+    SK_FAMILY,
+    SK_LADDR,
+    SK_LPORT,
+    SK_NOTIFMASK,
+    SK_NSENDERR,
+    SK_NSENDERRTAG,
+    SK_PROTO,
+    SK_RADDR,
+    SK_RBUFSZ,
+    SK_RBUFUSED,
+    SK_RPORT,
+    SK_STAT,
+    SOCKET_BLOCK,
+    SOCKETS,
+    TIME,
+    TRANSSUP,
+    TRANSSUP_RAW,
+    TRANSSUP_TCP,
+    TRANSSUP_UDP,
+)
 
-IP4NO = 0x10000000
-IP6NO = 0x10000001
-TRANSSUP = 0x10000002
-BUFMAX_DUP = 0x10000006
-IP4LS = 0x10000100
-IP6LS = 0x10001000
-TIME = 0x10010000
-BUFMAX = 0x10010010
-BUFUSED = 0x10010014
-IP4DNSNO = 0x10020000
-IP6DNSNO = 0x10020001
-IP4DNSLS = 0x10020010
-IP6DNSLS = 0x10020100
-IP4HDRMOD = 0x10020200
-IP6HDRMOD = 0x10020210
-HOSTID = 0x10030000
-LATLONG = 0x10030100
-OSINFO = 0x10030200
-SOCKETS = 0x20000000
-SOCKET_BLOCK = 0x400
-NSENDTSTP = 0x30000000
+__all__ = [
+    "BUFMAX",
+    "BUFMAX_DUP",
+    "BUFUSED",
+    "HOSTID",
+    "IP4DNSLS",
+    "IP4DNSNO",
+    "IP4HDRMOD",
+    "IP4LS",
+    "IP4NO",
+    "IP6DNSLS",
+    "IP6DNSNO",
+    "IP6HDRMOD",
+    "IP6LS",
+    "IP6NO",
+    "LATLONG",
+    "NSENDTSTP",
+    "OSINFO",
+    "SK_DROPSTAT",
+    "SK_FAMILY",
+    "SK_LADDR",
+    "SK_LPORT",
+    "SK_NOTIFMASK",
+    "SK_NSENDERR",
+    "SK_NSENDERRTAG",
+    "SK_PROTO",
+    "SK_RADDR",
+    "SK_RBUFSZ",
+    "SK_RBUFUSED",
+    "SK_RPORT",
+    "SK_STAT",
+    "SOCKETS",
+    "SOCKET_BLOCK",
+    "TIME",
+    "TRANSSUP",
+    "TRANSSUP_RAW",
+    "TRANSSUP_TCP",
+    "TRANSSUP_UDP",
+    "EndpointInfo",
+    "InfoMemory",
+    "SocketBlock",
+]
 
-# per-socket block offsets
-SK_FAMILY, SK_PROTO, SK_STAT = 0x00, 0x01, 0x02
-SK_LADDR, SK_RADDR, SK_LPORT, SK_RPORT = 0x10, 0x20, 0x30, 0x32
-SK_RBUFSZ, SK_RBUFUSED, SK_DROPSTAT = 0x40, 0x44, 0x50
-SK_NSENDERR, SK_NSENDERRTAG, SK_NOTIFMASK = 0x60, 0x61, 0x70
 _SK_LAYOUT = struct.Struct(">BBb13x16s16sHH12xII8xII8xbH13xH")  # 0x00 .. 0x72
 _SK_BLOCK_USED = _SK_LAYOUT.size
-
-TRANSSUP_RAW, TRANSSUP_TCP, TRANSSUP_UDP = 0x1, 0x2, 0x4
 
 
 @dataclass(slots=True)

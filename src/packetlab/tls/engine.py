@@ -15,8 +15,8 @@ from OpenSSL import SSL
 
 from packetlab.pki import ChainError, PkiError, VerifiedChain
 
-PeerVerifier = Callable[[list[bytes], bytes], VerifiedChain]
-"""(peer chain DERs, peer's raw Ed25519 key proven in the handshake) -> verified chain."""
+PeerVerifier = Callable[[list[bytes], bytes, str | None], VerifiedChain]
+"""(peer chain DERs, peer's raw Ed25519 key proven in the handshake, SNI) -> verified chain."""
 
 
 class TlsError(Exception):
@@ -83,15 +83,15 @@ class TlsEngine:
             c.public_bytes(Encoding.DER) for c in chain if c.public_bytes(Encoding.DER) != ders[0]
         ]
         raw_key = key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+        server_name = self._conn.get_app_data()
+        if isinstance(server_name, str):
+            self.sni = server_name
         try:
-            self.peer = self._verifier(ders, raw_key)
+            self.peer = self._verifier(ders, raw_key, self.sni)
         except ChainError as exc:
             raise PeerVerificationError(f"peer chain rejected: {exc}", exc) from None
         except PkiError as exc:
             raise PeerVerificationError(f"peer chain unreadable: {exc}", exc) from None
-        server_name = self._conn.get_app_data()
-        if isinstance(server_name, str) or server_name is None:
-            self.sni = server_name if server_name is not None else self.sni
 
     def receive(self, data: bytes) -> bytes:
         """Feed bytes from the network; returns the plaintext now available (may be b"")."""

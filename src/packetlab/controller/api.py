@@ -1,0 +1,233 @@
+"""What an experiment sees: an endpoint with one awaitable method per pktlab request.
+
+    async def experiment(endpoint: EndpointHandle, args: list[str]) -> None:
+        now = await endpoint.now()
+        await endpoint.open_udp(1)
+        await endpoint.send_udp(1, "127.0.0.1", 53, query, tag=1)
+        reply = await endpoint.next(Ndata, sktid=1, timeout=2)
+
+Times are the endpoint's (u64 ns since the Unix epoch); measurements should use the endpoint's
+timestamps (ntag.time, ndata.time), never the controller's clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TypeVar
+
+from packetlab import wire as w
+from packetlab.pki import VerifiedChain
+from packetlab.wire import memmap as vmem
+from packetlab.wire.session import (
+    ControllerSession,
+    NotificationReceived,
+    ResponseReceived,
+    SessionClosed,
+)
+
+M = TypeVar("M", bound=w.Message)
+ANY4 = "0.0.0.0"
+
+
+class EndpointError(Exception):
+    """A request the endpoint answered with an error; ``errid`` is the reference's code."""
+
+    def __init__(self, request: w.Message, result: w.Result) -> None:
+        try:
+            name = w.ErrId(result.errid).name
+        except ValueError:
+            name = f"0x{result.errid:x}"
+        extra = f" (monitor {result.monindx}, code {result.monerrid})" if result.monindx else ""
+        super().__init__(f"{type(request).__name__.lower()} failed: {name}{extra}")
+        self.errid = result.errid
+        self.result = result
+
+
+class SessionGone(Exception):
+    """The endpoint closed the session (or broke the protocol)."""
+
+
+class EndpointHandle:
+    def __init__(
+        self,
+        core: ControllerSession,
+        write: Callable[[bytes], None],
+        peer: VerifiedChain | None,
+        address: tuple[str, int],
+    ) -> None:
+        self._core = core
+        self._write = write
+        self.peer = peer
+        self.address = address
+        self._waiting: deque[asyncio.Future[w.Message]] = deque()
+        self._notes: deque[w.Message] = deque()
+        self._note_event = asyncio.Event()
+        self.closed_reason: str | None = None
+
+    # plumbing -------------------------------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        """Bytes from the endpoint (called by the controller's read loop)."""
+        for event in self._core.receive_data(data, time.time_ns()):
+            if isinstance(event, ResponseReceived):
+                future = self._waiting.popleft()
+                if not future.done():
+                    future.set_result(event.response)
+            elif isinstance(event, NotificationReceived):
+                self._notes.append(event.message)
+                self._note_event.set()
+            elif isinstance(event, SessionClosed):
+                self.gone(event.reason)
+
+    def gone(self, reason: str) -> None:
+        if self.closed_reason is None:
+            self.closed_reason = reason
+        while self._waiting:
+            future = self._waiting.popleft()
+            if not future.done():
+                future.set_exception(SessionGone(reason))
+        self._note_event.set()
+
+    async def request(self, msg: w.Message) -> w.Message:
+        """Send one request; its response (Result or Mdata)."""
+        if self.closed_reason is not None:
+            raise SessionGone(self.closed_reason)
+        future: asyncio.Future[w.Message] = asyncio.get_running_loop().create_future()
+        self._core.send_request(msg)
+        self._waiting.append(future)
+        self._write(self._core.data_to_send())
+        return await future
+
+    async def _ok(self, msg: w.Message) -> None:
+        response = await self.request(msg)
+        if isinstance(response, w.Result) and not response.ok:
+            raise EndpointError(msg, response)
+
+    # requests ---------------------------------------------------------------------------
+
+    async def mread(self, addr: int, length: int) -> bytes:
+        response = await self.request(w.Mread(addr, length))
+        if isinstance(response, w.Result):
+            raise EndpointError(w.Mread(addr, length), response)
+        assert isinstance(response, w.Mdata)
+        return response.data
+
+    async def mwrite(self, addr: int, data: bytes) -> None:
+        await self._ok(w.Mwrite(addr, data))
+
+    async def now(self) -> int:
+        """The endpoint's clock (TIME), ns since the Unix epoch."""
+        return int.from_bytes(await self.mread(vmem.TIME, 8), "big")
+
+    async def host_id(self) -> str:
+        return (await self.mread(vmem.HOSTID, 0x100)).split(b"\0", 1)[0].decode("utf-8", "replace")
+
+    async def open_udp(
+        self, sktid: int, laddr: str = ANY4, lport: int = 0, rbufsz: int = 65536
+    ) -> None:
+        family = 6 if ":" in laddr else 4
+        await self._ok(w.Nopen(sktid, family, w.Proto.UDP, rbufsz, w.addr_bytes(laddr), lport))
+
+    async def open_tcp(
+        self,
+        sktid: int,
+        raddr: str,
+        rport: int,
+        laddr: str | None = None,
+        lport: int = 0,
+        rbufsz: int = 65536,
+    ) -> None:
+        family = 6 if ":" in raddr else 4
+        local = laddr or ("::" if family == 6 else ANY4)
+        await self._ok(
+            w.Nopen(
+                sktid,
+                family,
+                w.Proto.TCP,
+                rbufsz,
+                w.addr_bytes(local),
+                lport,
+                w.addr_bytes(raddr),
+                rport,
+            )
+        )
+
+    async def listen_tcp(
+        self, sktid: int, lport: int, laddr: str = ANY4, rbufsz: int = 65536
+    ) -> None:
+        family = 6 if ":" in laddr else 4
+        await self._ok(w.Nopen(sktid, family, w.Proto.TCP, rbufsz, w.addr_bytes(laddr), lport))
+
+    async def close(self, sktid: int) -> None:
+        await self._ok(w.Nclose(sktid))
+
+    async def send_udp(
+        self, sktid: int, raddr: str, rport: int, payload: bytes, *, at: int = 0, tag: int = 0
+    ) -> None:
+        family = 6 if ":" in raddr else 4
+        await self._ok(
+            w.Nsend(sktid, family, w.Proto.UDP, at, tag, payload, w.addr_bytes(raddr), rport)
+        )
+
+    async def send_tcp(
+        self, sktid: int, payload: bytes, *, at: int = 0, tag: int = 0, family: int = 4
+    ) -> None:
+        await self._ok(w.Nsend(sktid, family, w.Proto.TCP, at, tag, payload))
+
+    async def fin(self, sktid: int, *, at: int = 0, family: int = 4) -> None:
+        await self._ok(w.Nctl(sktid, family, w.Proto.TCP, at, w.NctlCommand.TCP_FIN))
+
+    async def yield_session(self, resume_hint: int = 0) -> None:
+        await self._ok(w.Yield(resume_hint))
+
+    # notifications ----------------------------------------------------------------------
+
+    async def next(
+        self, kind: type[M], *, sktid: int | None = None, timeout: float | None = None
+    ) -> M:
+        """The oldest unconsumed notification of ``kind`` (for ``sktid``), waiting if needed."""
+        async with asyncio.timeout(timeout):
+            while True:
+                for note in self._notes:
+                    if isinstance(note, kind) and (
+                        sktid is None or getattr(note, "sktid", None) == sktid
+                    ):
+                        self._notes.remove(note)
+                        return note
+                if self.closed_reason is not None:
+                    raise SessionGone(self.closed_reason)
+                self._note_event.clear()
+                await self._note_event.wait()
+
+    def pending_notifications(self) -> list[w.Message]:
+        return list(self._notes)
+
+    async def npoll(self, until: int) -> list[w.Message]:
+        """The paper's npoll: every notification up to the endpoint time ``until``.
+
+        Built on the reference's wire: after ``until`` an mread acts as a barrier (responses
+        follow the notifications sent before them), then everything queued is returned."""
+        offset, _ = await self.clock_offset(samples=1)
+        wait = (until - (time.time_ns() + offset)) / 1e9
+        if wait > 0:
+            await asyncio.sleep(wait)
+        await self.now()
+        notes = list(self._notes)
+        self._notes.clear()
+        return notes
+
+    async def clock_offset(self, samples: int = 5) -> tuple[int, int]:
+        """(endpoint clock minus controller clock, round trip) in ns, from the fastest sample."""
+        best: tuple[int, int] | None = None
+        for _ in range(samples):
+            sent = time.time_ns()
+            remote = await self.now()
+            back = time.time_ns()
+            rtt = back - sent
+            if best is None or rtt < best[1]:
+                best = (remote - (sent + back) // 2, rtt)
+        assert best is not None
+        return best

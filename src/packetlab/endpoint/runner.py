@@ -1,0 +1,102 @@
+"""`packetlab endpoint`: dial the controller over TLS and serve one session after another."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import time
+
+from packetlab import pki
+from packetlab.endpoint.agent import SessionAgent
+from packetlab.endpoint.config import EndpointConfig, split_host_port
+from packetlab.endpoint.vmem import TRANSSUP_RAW, TRANSSUP_TCP, TRANSSUP_UDP, EndpointInfo
+from packetlab.tls import TlsError, TlsIdentity, client_context
+from packetlab.tls.aio import connect_tls
+
+log = logging.getLogger("packetlab.endpoint")
+
+
+def endpoint_info(config: EndpointConfig) -> EndpointInfo:
+    ipv4 = []
+    for text in config.local_ipv4:
+        iface = ipaddress.IPv4Interface(text)
+        ipv4.append((iface.ip.packed, iface.network.netmask.packed))
+    bits = {"raw": TRANSSUP_RAW, "tcp": TRANSSUP_TCP, "udp": TRANSSUP_UDP}
+    transports = 0
+    for name in config.transports:
+        if name != "raw":  # raw sockets arrive with the guardian (next issue)
+            transports |= bits.get(name, 0)
+    return EndpointInfo(
+        ipv4=ipv4,
+        ipv6=[ipaddress.IPv6Interface(t).ip.packed for t in config.local_ipv6],
+        dns4=[ipaddress.IPv4Address(a).packed for a in config.dns_ipv4],
+        dns6=[ipaddress.IPv6Address(a).packed for a in config.dns_ipv6],
+        transports=transports,
+        buf_max=config.buf_max,
+        host_id=config.host_id,
+    )
+
+
+class Endpoint:
+    """The endpoint's identity, trust and info, ready to serve sessions."""
+
+    def __init__(self, config: EndpointConfig) -> None:
+        self.config = config
+        key = pki.load_private_key(config.private_key)
+        chain = [c for path in config.cert_chain for c in pki.load_certificates(path)]
+        self.context = client_context(TlsIdentity(key, chain))
+        self.trusted = pki.TrustAnchors(pki.load_public_key(p) for p in config.trusted_eop_keys)
+        self.cache = pki.SignatureCache()
+        self.info = endpoint_info(config)
+
+    def verify_controller(
+        self, ders: list[bytes], peer_key: bytes, sni: str | None
+    ) -> pki.VerifiedChain:
+        return pki.verify_controller_chain(
+            ders, self.trusted, now=time.time(), peer_key=peer_key, cache=self.cache
+        )
+
+    async def serve(
+        self,
+        controller: str | None = None,
+        *,
+        sessions: int | None = None,
+        attempts: int | None = None,
+    ) -> int:
+        """Serve sessions until ``sessions`` are done (None: forever). Returns sessions served.
+
+        A failed dial is retried with exponential backoff; ``attempts`` bounds consecutive
+        failures (None: no bound)."""
+        host, port = split_host_port(controller or self.config.controller)
+        delay = self.config.retry_delay_s
+        served = failures = 0
+        while sessions is None or served < sessions:
+            try:
+                stream = await connect_tls(
+                    host,
+                    port,
+                    self.context,
+                    self.verify_controller,
+                    sni=self.config.sni_key or None,
+                    timeout=self.config.connect_timeout_s,
+                )
+            except (OSError, TimeoutError, TlsError) as exc:
+                failures += 1
+                log.warning("cannot reach controller %s:%d: %s", host, port, exc)
+                if attempts is not None and failures >= attempts:
+                    break
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.config.retry_delay_max_s)
+                continue
+            failures = 0
+            delay = self.config.retry_delay_s
+            log.info("session with controller %s (sni %s)", stream.peername, self.config.sni_key)
+            agent = SessionAgent(self.info, stream.read, stream.write)
+            try:
+                reason = await agent.run()
+            finally:
+                await stream.close()
+            served += 1
+            log.info("session ended: %s", reason)
+        return served
