@@ -9,7 +9,6 @@ REF_VENV := .venv-ref
 REF_STAMP := $(REF_VENV)/.installed
 REF0_VENV := .venv-ref0
 REF0_STAMP := $(REF0_VENV)/.installed
-DEMO_HOME ?= $(CURDIR)/demo-home
 PL := $(VENV)/bin/packetlab
 
 .PHONY: demo test check lint typecheck bench clean
@@ -33,20 +32,15 @@ $(REF0_STAMP):
 	@touch $@
 
 demo: $(STAMP)
-	@$(PL) init $(DEMO_HOME)
-	@echo
-	@echo "== the controller's chain, as an endpoint will check it =="
-	@$(PL) --home $(DEMO_HOME) pki show cert pubcmd_exper_xc.cert exppriv_eop_exper.cert
-	@$(PL) --home $(DEMO_HOME) pki verify --mode controller --trusted k_eop.pub --peer k_xc.pub \
-		pubcmd_exper_xc.cert exppriv_eop_exper.cert
+	@$(VENV)/bin/python scripts/demo.py
 
 test: $(STAMP) $(REF_STAMP) $(REF0_STAMP)
 	@PACKETLAB_REF_VENV=$(CURDIR)/$(REF_VENV) PACKETLAB_REF0_VENV=$(CURDIR)/$(REF0_VENV) \
 		$(VENV)/bin/python -m pytest -q
 
 lint: $(STAMP)
-	@$(VENV)/bin/ruff check src tests bench
-	@$(VENV)/bin/ruff format --check src tests bench
+	@$(VENV)/bin/ruff check src tests bench scripts examples
+	@$(VENV)/bin/ruff format --check src tests bench scripts examples
 
 typecheck: $(STAMP)
 	@$(VENV)/bin/mypy
@@ -57,4 +51,4 @@ bench: $(STAMP)
 	@$(VENV)/bin/python bench/pki_verify.py
 
 clean:
-	rm -rf $(VENV) $(REF_VENV) $(REF0_VENV) $(DEMO_HOME) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(REF_VENV) $(REF0_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -37,9 +37,12 @@ def cli(ctx: click.Context, home: str | None, debug: bool) -> None:
 def _register() -> None:
     from packetlab.cli.init_cmd import init
     from packetlab.cli.pki_cmd import pki_group
+    from packetlab.cli.run_cmds import controller, endpoint
 
     cli.add_command(pki_group)
     cli.add_command(init)
+    cli.add_command(endpoint)
+    cli.add_command(controller)
 
 
 _register()

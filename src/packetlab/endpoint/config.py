@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from packetlab.wire.codes import DEFAULT_EXP_PORT
+from packetlab.wire.hostport import split_host_port
+
+__all__ = ["ConfigError", "EndpointConfig", "load_endpoint_config", "split_host_port"]
 
 
 class ConfigError(ValueError):
@@ -37,19 +40,6 @@ class EndpointConfig:
     retry_delay_s: float = 1.0
     retry_delay_max_s: float = 30.0
     extra: dict[str, object] = field(default_factory=dict)
-
-
-def split_host_port(text: str, default_port: int = DEFAULT_EXP_PORT) -> tuple[str, int]:
-    """HOST, HOST:PORT, [V6] or [V6]:PORT."""
-    text = text.strip()
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = int(rest[1:]) if rest.startswith(":") else default_port
-        return host, port
-    if text.count(":") == 1:
-        host, port_text = text.split(":")
-        return host, int(port_text)
-    return text, default_port
 
 
 def load_endpoint_config(path: Path) -> EndpointConfig:

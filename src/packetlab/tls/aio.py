@@ -62,6 +62,8 @@ class TlsStream:
                 self._writer.write(out)
             if plain:
                 return plain
+            if self._engine.peer_closed:
+                return b""
 
     def write(self, plaintext: bytes) -> None:
         self._engine.send(plaintext)

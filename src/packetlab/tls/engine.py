@@ -32,7 +32,7 @@ class PeerVerificationError(TlsError):
 
 
 class TlsEngine:
-    __slots__ = ("_conn", "_verifier", "peer", "sni")
+    __slots__ = ("_conn", "_verifier", "peer", "peer_closed", "sni")
 
     def __init__(
         self,
@@ -45,6 +45,7 @@ class TlsEngine:
         self._conn = SSL.Connection(context, None)
         self._verifier = verifier
         self.peer: VerifiedChain | None = None
+        self.peer_closed = False
         self.sni: str | None = sni
         if server:
             self._conn.set_accept_state()
@@ -108,7 +109,8 @@ class TlsEngine:
             except SSL.WantReadError:
                 break
             except SSL.ZeroReturnError:
-                raise TlsError("peer closed the TLS session") from None
+                self.peer_closed = True  # close_notify: what came before it is still returned
+                break
             except SSL.Error as exc:
                 raise TlsError(f"TLS record error: {exc}") from None
             if not chunk:

@@ -1,0 +1,105 @@
+"""packetlab controller and packetlab endpoint as real processes over TLS on loopback, with the
+certificates from `packetlab init`: the DNS and HTTP examples, as `make demo` runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from demo import PACKETLAB, measure  # noqa: E402
+from local_services import DnsResponder, HttpServer  # noqa: E402
+
+from packetlab import pki  # noqa: E402
+from packetlab import wire as w  # noqa: E402
+from packetlab.endpoint.config import load_endpoint_config  # noqa: E402
+from packetlab.endpoint.runner import Endpoint  # noqa: E402
+from packetlab.tls import TlsIdentity, server_context  # noqa: E402
+from packetlab.tls.aio import accept_tls  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import subprocess
+
+    root = tmp_path_factory.mktemp("e2e") / "home"
+    subprocess.run([*PACKETLAB, "init", str(root)], check=True, capture_output=True, timeout=60)
+    return root
+
+
+def test_dns_example_through_a_real_endpoint(home: Path) -> None:
+    responder = DnsResponder({"www.example.org": "10.1.2.3"})
+    try:
+        out = measure(home, "dns.py", "www.example.org", f"127.0.0.1:{responder.port}")
+    finally:
+        responder.close()
+    assert "www.example.org is 10.1.2.3" in out
+    assert responder.queries == 1
+
+
+def test_http_example_returns_the_whole_response(home: Path, tmp_path: Path) -> None:
+    body = "<html>" + "x" * 20000 + "</html>\n"
+    (tmp_path / "big.html").write_text(body)
+    server = HttpServer(tmp_path)
+    try:
+        out = measure(home, "http_get.py", f"127.0.0.1:{server.port}", "/big.html")
+    finally:
+        server.close()
+    assert out.startswith("HTTP/1.0 200 OK")
+    assert out.endswith(body)
+
+
+def test_endpoint_survives_a_malformed_message_and_serves_the_next_session(home: Path) -> None:
+    """A controller sends garbage: ECTLBADMSG, reset; the endpoint dials again and serves."""
+
+    async def main() -> list[bytes]:
+        config = load_endpoint_config(home / "endpoint.toml")
+        key = pki.load_private_key(home / "keys/k_xc")
+        chain = [
+            c
+            for f in ("pubcmd_exper_xc", "exppriv_eop_exper")
+            for c in pki.load_certificates(home / f"certs/{f}.cert")
+        ]
+        context = server_context({"default": TlsIdentity(key, chain)}, "default")
+        seen: list[bytes] = []
+        sessions = asyncio.Queue[None]()
+
+        async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            stream = await accept_tls(
+                reader,
+                writer,
+                context,
+                lambda d, k, s: pki.verify_endpoint_chain(d, None, now=time.time()),
+            )
+            stream.write(w.encode(w.Start()))
+            seen.append(await stream.read())
+            if len(seen) == 1:
+                stream.write(bytes.fromhex("280000051001000000"))  # malformed mread
+            else:
+                stream.write(w.encode(w.Mread(0x10030000, 8)))
+            seen.append(await stream.read())
+            await stream.close()
+            sessions.put_nowait(None)
+
+        server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        endpoint = asyncio.create_task(
+            Endpoint(config).serve(f"127.0.0.1:{port}", sessions=2, attempts=5)
+        )
+        served = await asyncio.wait_for(endpoint, 30)
+        server.close()
+        await server.wait_closed()
+        assert served == 2
+        return seen
+
+    seen = asyncio.run(main())
+    assert seen[0] == w.encode(w.Result())  # start
+    assert seen[1] == w.encode(w.Result(w.ErrId.ECTLBADMSG))  # then reset
+    assert seen[2] == w.encode(w.Result())  # second session: start
+    assert seen[3] == w.encode(w.Mdata(0x10030000, b"pktendpt"))
