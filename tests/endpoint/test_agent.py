@@ -148,7 +148,8 @@ def test_scheduled_send_and_untagged_send() -> None:
             await ctl.request(w.Nsend(1, 4, 0x11, when, 9, b"later", LOOPBACK, responder.port))
             [tag] = await ctl.wait_note(w.Ntag)
             assert isinstance(tag, w.Ntag) and tag.tag == 9
-            assert when <= tag.time < when + 20_000_000
+            # the send starts early by the shortest recent send path: a few µs early at most
+            assert when - 100_000 <= tag.time < when + 20_000_000
             await ctl.wait_note(w.Ndata, 2)
             assert len([n for n in ctl.notes if isinstance(n, w.Ntag)]) == 1
         responder.close()

@@ -64,8 +64,9 @@ class EndpointSocket:
         self.block.laddr = _raw(host)
         self.block.lport = port
 
-    def send(self, payload: bytes, raddr: bytes | None, rport: int) -> int:
-        """Send now; returns the actual send time (kernel TX stamp, else the clock before)."""
+    def send(self, payload: bytes, raddr: bytes | None, rport: int) -> tuple[int, int]:
+        """Send now; returns (actual send time, clock just before the send). The actual time is
+        the kernel TX stamp, or the clock before the send where the kernel gives none."""
         sock = self.sock
         if sock is None:
             raise OSError(errno.ENOTCONN, "socket is closed")
@@ -86,7 +87,7 @@ class EndpointSocket:
             last = key + len(payload) - 1
             stamp = self._stamps.pop(last, None)
             self._stamps.clear()
-        return stamp if stamp is not None else before
+        return (stamp if stamp is not None else before), before
 
     def shutdown_write(self) -> None:
         if self.sock is not None:
