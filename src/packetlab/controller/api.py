@@ -66,6 +66,7 @@ class EndpointHandle:
         self._notes: deque[w.Message] = deque()
         self._note_event = asyncio.Event()
         self.closed_reason: str | None = None
+        self._flush_pending = False
 
     # plumbing -------------------------------------------------------------------------
 
@@ -98,8 +99,16 @@ class EndpointHandle:
         future: asyncio.Future[w.Message] = asyncio.get_running_loop().create_future()
         self._core.send_request(msg)
         self._waiting.append(future)
-        self._write(self._core.data_to_send())
+        if not self._flush_pending:  # requests made together leave in one write
+            self._flush_pending = True
+            asyncio.get_running_loop().call_soon(self._flush)
         return await future
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        data = self._core.data_to_send()
+        if data and self.closed_reason is None:
+            self._write(data)
 
     async def _ok(self, msg: w.Message) -> None:
         response = await self.request(msg)

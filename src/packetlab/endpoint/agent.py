@@ -70,6 +70,7 @@ class SessionAgent:
         self.closed_reason = ""
         self.yielded = False
         self._path_ns: deque[int] = deque(maxlen=PATH_SAMPLES)
+        self._flush_pending = False
 
     # session loop -----------------------------------------------------------------------
 
@@ -98,7 +99,15 @@ class SessionAgent:
             del loop
         return self.closed_reason
 
+    def _flush_soon(self) -> None:
+        """Flush at the end of this loop iteration: notifications that arrive together (a
+        burst of datagrams) leave in one write, one TLS record."""
+        if not self._flush_pending:
+            self._flush_pending = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
     def _flush(self) -> None:
+        self._flush_pending = False
         out = self.core.data_to_send()
         if out:
             with contextlib.suppress(Exception):
@@ -267,8 +276,7 @@ class SessionAgent:
 
     def _schedule(self, when: int, action: Callable[[], None]) -> None:
         if when <= self.clock():
-            action()
-            self._flush()
+            action()  # the run loop flushes once after the whole batch of requests
             return
         task = asyncio.get_running_loop().create_task(self._at(when, action))
         self._tasks.add(task)
@@ -339,7 +347,7 @@ class SessionAgent:
             return
         self._report_drops(sktid)
         self.core.send(msg)
-        self._flush()
+        self._flush_soon()
 
     def _drop(self, sktid: int, held: _Held, block: SocketBlock, stamp: int, size: int) -> None:
         if not held.drop_units:
@@ -386,7 +394,7 @@ class SessionAgent:
                 rport,
             ),
         )
-        self._flush()
+        self._flush_soon()
 
     def _release(self, sktid: int) -> None:
         """A NOTIFMASK bit was cleared: send what it held, in order, and report drops."""

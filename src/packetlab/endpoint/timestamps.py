@@ -18,6 +18,7 @@ SOF_OPT_TSONLY = 1 << 11
 _TIMESPEC = struct.Struct("qq")
 _EXTENDED_ERR = struct.Struct("IBBBBII")
 ANCILLARY_SIZE = 512
+_ERRQUEUE_NOWAIT = int(socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT)
 
 
 def enable(sock: socket.socket) -> None:
