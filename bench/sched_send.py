@@ -15,8 +15,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 PACKETLAB = [sys.executable, "-m", "packetlab"]
 NS_A, NS_B = "plbench-a", "plbench-b"
@@ -108,9 +106,8 @@ def outer(args: argparse.Namespace) -> None:
 
 
 def inner(args: argparse.Namespace) -> None:
+    from _harness import fresh_home, one_session
     from packetlab.controller.api import EndpointHandle
-    from packetlab.controller.config import load_controller_config
-    from packetlab.controller.server import Controller
     from packetlab.wire import Ntag
 
     errors: list[int] = []
@@ -127,33 +124,8 @@ def inner(args: argparse.Namespace) -> None:
             errors.append(abs(note.time - wanted[note.tag]))
         await endpoint.close(1)
 
-    async def run(home: Path) -> None:
-        config = load_controller_config(home / "controller.toml")
-        controller = Controller(config, experiment, [], listen="127.0.0.1:0", max_endpoints=1)
-        bound: list[tuple[str, int]] = []
-        serving = asyncio.create_task(controller.serve(ready=bound.append))
-        while not bound:
-            await asyncio.sleep(0.01)
-        endpoint = await asyncio.create_subprocess_exec(
-            *PACKETLAB,
-            "--home",
-            str(home),
-            "endpoint",
-            f"127.0.0.1:{bound[0][1]}",
-            "--sessions",
-            "1",
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        try:
-            await asyncio.wait_for(serving, 600)
-        finally:
-            if endpoint.returncode is None:
-                await asyncio.wait_for(endpoint.wait(), 30)
-
-    with tempfile.TemporaryDirectory(prefix="packetlab-bench-") as tmp:
-        home = Path(tmp) / "home"
-        subprocess.run([*PACKETLAB, "init", str(home)], check=True, capture_output=True)
-        asyncio.run(run(home))
+    with fresh_home() as home:
+        asyncio.run(one_session(home, experiment))
     ordered = sorted(errors)
     p50 = statistics.median(ordered) / 1000
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] / 1000

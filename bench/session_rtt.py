@@ -14,9 +14,7 @@ import argparse
 import asyncio
 import json
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,12 +25,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from local_services import DnsResponder  # noqa: E402
 
+from _harness import fresh_home, one_session  # noqa: E402
 from packetlab.controller.api import EndpointHandle  # noqa: E402
-from packetlab.controller.config import load_controller_config  # noqa: E402
-from packetlab.controller.server import Controller  # noqa: E402
 from packetlab.wire import Ndata, Ntag, memmap  # noqa: E402
-
-PACKETLAB = [sys.executable, "-m", "packetlab"]
 
 
 def main() -> None:
@@ -40,9 +35,7 @@ def main() -> None:
     parser.add_argument("--mreads", type=int, default=2000)
     parser.add_argument("--queries", type=int, default=500)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="packetlab-bench-") as tmp:
-        home = Path(tmp) / "home"
-        subprocess.run([*PACKETLAB, "init", str(home)], check=True, capture_output=True)
+    with fresh_home() as home:
         responder = DnsResponder({"bench.example": "10.9.8.7"})
         try:
             figures = asyncio.run(run(home, responder.port, args.mreads, args.queries))
@@ -76,29 +69,7 @@ async def run(home: Path, dns_port: int, mreads: int, queries: int) -> dict[str,
         figures["dns_overhead_ms"] = round(statistics.median(overheads) / 1e6, 4)
         await endpoint.close(1)
 
-    config = load_controller_config(home / "controller.toml")
-    controller = Controller(config, experiment, [], listen="127.0.0.1:0", max_endpoints=1)
-    bound: list[tuple[str, int]] = []
-    serving = asyncio.create_task(controller.serve(ready=bound.append))
-    while not bound:
-        await asyncio.sleep(0.01)
-    endpoint = await asyncio.create_subprocess_exec(
-        *PACKETLAB,
-        "--home",
-        str(home),
-        "endpoint",
-        f"127.0.0.1:{bound[0][1]}",
-        "--sessions",
-        "1",
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    try:
-        await asyncio.wait_for(serving, 600)
-    finally:
-        if endpoint.returncode is None:
-            await asyncio.wait_for(endpoint.wait(), 30)
-    if controller.results and controller.results[0] is not None:
-        raise SystemExit(f"session failed: {controller.results[0]}")
+    await one_session(home, experiment)
     return figures
 
 

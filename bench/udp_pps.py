@@ -11,18 +11,13 @@ import argparse
 import asyncio
 import json
 import socket
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
+from _harness import fresh_home, one_session
 from packetlab.controller.api import EndpointHandle
-from packetlab.controller.config import load_controller_config
-from packetlab.controller.server import Controller
 from packetlab.wire import Ntag
 
-PACKETLAB = [sys.executable, "-m", "packetlab"]
 PAYLOAD = bytes(64)
 
 
@@ -34,9 +29,7 @@ def main() -> None:
     sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sink.bind(("127.0.0.1", 0))
     sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-    with tempfile.TemporaryDirectory(prefix="packetlab-bench-") as tmp:
-        home = Path(tmp) / "home"
-        subprocess.run([*PACKETLAB, "init", str(home)], check=True, capture_output=True)
+    with fresh_home() as home:
         figures = asyncio.run(run(home, sink.getsockname()[1], args.packets, args.window))
     sink.close()
     print(f"{args.packets} tagged UDP sends: {figures['pps']:,} per second, {figures['lost']} lost")
@@ -72,27 +65,7 @@ async def run(home: Path, port: int, packets: int, window: int) -> dict[str, int
         figures["lost"] = packets - tags
         await endpoint.close(1)
 
-    config = load_controller_config(home / "controller.toml")
-    controller = Controller(config, experiment, [], listen="127.0.0.1:0", max_endpoints=1)
-    bound: list[tuple[str, int]] = []
-    serving = asyncio.create_task(controller.serve(ready=bound.append))
-    while not bound:
-        await asyncio.sleep(0.01)
-    endpoint = await asyncio.create_subprocess_exec(
-        *PACKETLAB,
-        "--home",
-        str(home),
-        "endpoint",
-        f"127.0.0.1:{bound[0][1]}",
-        "--sessions",
-        "1",
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    try:
-        await asyncio.wait_for(serving, 600)
-    finally:
-        if endpoint.returncode is None:
-            await asyncio.wait_for(endpoint.wait(), 30)
+    await one_session(home, experiment)
     return figures
 
 
