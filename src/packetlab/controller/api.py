@@ -110,7 +110,8 @@ class EndpointHandle:
         if data and self.closed_reason is None:
             self._write(data)
 
-    async def _ok(self, msg: w.Message) -> None:
+    async def call(self, msg: w.Message) -> None:
+        """Send a request whose answer is a result; raise EndpointError unless it succeeded."""
         response = await self.request(msg)
         if isinstance(response, w.Result) and not response.ok:
             raise EndpointError(msg, response)
@@ -125,7 +126,7 @@ class EndpointHandle:
         return response.data
 
     async def mwrite(self, addr: int, data: bytes) -> None:
-        await self._ok(w.Mwrite(addr, data))
+        await self.call(w.Mwrite(addr, data))
 
     async def now(self) -> int:
         """The endpoint's clock (TIME), ns since the Unix epoch."""
@@ -138,7 +139,7 @@ class EndpointHandle:
         self, sktid: int, laddr: str = ANY4, lport: int = 0, rbufsz: int = 65536
     ) -> None:
         family = 6 if ":" in laddr else 4
-        await self._ok(w.Nopen(sktid, family, w.Proto.UDP, rbufsz, w.addr_bytes(laddr), lport))
+        await self.call(w.Nopen(sktid, family, w.Proto.UDP, rbufsz, w.addr_bytes(laddr), lport))
 
     async def open_tcp(
         self,
@@ -151,7 +152,7 @@ class EndpointHandle:
     ) -> None:
         family = 6 if ":" in raddr else 4
         local = laddr or ("::" if family == 6 else ANY4)
-        await self._ok(
+        await self.call(
             w.Nopen(
                 sktid,
                 family,
@@ -168,29 +169,29 @@ class EndpointHandle:
         self, sktid: int, lport: int, laddr: str = ANY4, rbufsz: int = 65536
     ) -> None:
         family = 6 if ":" in laddr else 4
-        await self._ok(w.Nopen(sktid, family, w.Proto.TCP, rbufsz, w.addr_bytes(laddr), lport))
+        await self.call(w.Nopen(sktid, family, w.Proto.TCP, rbufsz, w.addr_bytes(laddr), lport))
 
     async def close(self, sktid: int) -> None:
-        await self._ok(w.Nclose(sktid))
+        await self.call(w.Nclose(sktid))
 
     async def send_udp(
         self, sktid: int, raddr: str, rport: int, payload: bytes, *, at: int = 0, tag: int = 0
     ) -> None:
         family = 6 if ":" in raddr else 4
-        await self._ok(
+        await self.call(
             w.Nsend(sktid, family, w.Proto.UDP, at, tag, payload, w.addr_bytes(raddr), rport)
         )
 
     async def send_tcp(
         self, sktid: int, payload: bytes, *, at: int = 0, tag: int = 0, family: int = 4
     ) -> None:
-        await self._ok(w.Nsend(sktid, family, w.Proto.TCP, at, tag, payload))
+        await self.call(w.Nsend(sktid, family, w.Proto.TCP, at, tag, payload))
 
     async def fin(self, sktid: int, *, at: int = 0, family: int = 4) -> None:
-        await self._ok(w.Nctl(sktid, family, w.Proto.TCP, at, w.NctlCommand.TCP_FIN))
+        await self.call(w.Nctl(sktid, family, w.Proto.TCP, at, w.NctlCommand.TCP_FIN))
 
     async def yield_session(self, resume_hint: int = 0) -> None:
-        await self._ok(w.Yield(resume_hint))
+        await self.call(w.Yield(resume_hint))
 
     # notifications ----------------------------------------------------------------------
 

@@ -213,8 +213,8 @@ class Controller:
                 encoded = _find_program(self.config.program_dir, digest)
                 if encoded is None:
                     raise SessionGone(f"{hint} {digest.hex()} is not in the program directory")
-                await handle._ok(w.Cdata(hint, encoded))
-            await handle._ok(w.Start())
+                await handle.call(w.Cdata(hint, encoded))
+            await handle.call(w.Start())
             if isinstance(self.experiment, MletProgram):
                 pump_task.cancel()
                 await self._run_mlet(stream, self.experiment)
