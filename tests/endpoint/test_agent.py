@@ -217,3 +217,26 @@ def test_session_end_closes_every_socket(action: str) -> None:
             assert all(s.sock is None for s in opened)
 
     run(main())
+
+
+def test_tcp_listen_is_a_passive_open_on_its_sktid() -> None:
+    async def main() -> None:
+        async with session() as (ctl, agent, _):
+            assert await ctl.request(w.Nopen(4, 4, 6, 4096, LOOPBACK, 0)) == w.Result()
+            port = agent.blocks[4].lport
+            assert port != 0 and agent.blocks[4].state == w.SocketState.OPENING
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            [est] = await ctl.wait_note(w.Nstat)
+            client_port = writer.get_extra_info("sockname")[1]
+            assert isinstance(est, w.Nstat) and est.code == 0
+            assert (est.raddr, est.rport) == (LOOPBACK, client_port)
+            writer.write(b"hello endpoint")
+            await writer.drain()
+            [data] = await ctl.wait_note(w.Ndata)
+            assert isinstance(data, w.Ndata) and data.data == b"hello endpoint"
+            assert await ctl.request(w.Nsend(4, 4, 6, 0, 0, b"hello peer")) == w.Result()
+            assert await asyncio.wait_for(reader.readexactly(10), 5) == b"hello peer"
+            writer.close()
+            assert await ctl.request(w.Nclose(4)) == w.Result()
+
+    run(main())

@@ -101,6 +101,7 @@ def test_mutual_pktlab_authentication_and_data() -> None:
     p = Principals()
     client, server = connect(p, "exp1", {"exp1": p.controller_identity()}, None)
     assert client.handshake_done and server.handshake_done
+    assert client.protocol == server.protocol == "TLSv1.3"
     assert client.peer is not None and client.peer.leaf_key == pki.raw_public_key(p.xc)
     assert server.peer is not None and server.peer.leaf_key == pki.raw_public_key(p.ep)
     assert server.sni == "exp1"

@@ -51,7 +51,6 @@ class EndpointSocket:
         self.on_status = on_status
         self.sock: socket.socket | None = None
         self._sends = 0
-        self._stamps: dict[int, int] = {}
 
     def _new_socket(self, kind: int) -> socket.socket:
         sock = socket.socket(_af(self.block.family), kind)
@@ -76,17 +75,18 @@ class EndpointSocket:
             sock.sendto(payload, (_ip(raddr), rport))
         else:
             sock.sendall(payload)
-        self._sends += 1 if self.block.proto == Proto.UDP else len(payload)
+        # the stamp counter counts datagrams on UDP, bytes on TCP (the last byte is stamped)
+        if self.block.proto == Proto.UDP:
+            self._sends += 1
+        else:
+            self._sends += len(payload)
+            key = self._sends - 1
+        # drain everything (a stamp left queued makes the event loop spin); stamps of earlier
+        # sends that arrive late are of no use any more and are dropped
         stamp = None
         for counter, kernel_time in timestamps.drain_tx(sock):
-            if counter is not None and kernel_time is not None:
-                self._stamps[counter] = kernel_time
-        if self.block.proto == Proto.UDP:
-            stamp = self._stamps.pop(key, None)
-        else:
-            last = key + len(payload) - 1
-            stamp = self._stamps.pop(last, None)
-            self._stamps.clear()
+            if counter == key and kernel_time is not None:
+                stamp = kernel_time
         return (stamp if stamp is not None else before), before
 
     def shutdown_write(self) -> None:

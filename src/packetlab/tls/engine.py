@@ -55,6 +55,11 @@ class TlsEngine:
             self._conn.set_connect_state()
 
     @property
+    def protocol(self) -> str:
+        """The negotiated TLS version, e.g. "TLSv1.3"."""
+        return str(self._conn.get_protocol_version_name())
+
+    @property
     def handshake_done(self) -> bool:
         return self.peer is not None
 

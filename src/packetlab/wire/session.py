@@ -218,9 +218,8 @@ class ControllerSession(_Core):
         return events
 
     def _dispatch(self, msg: Message) -> Event:
-        if isinstance(msg, UnknownMessage) or MsgType(msg.TYPE).is_request:
-            return NotificationReceived(msg)  # unexpected, surfaced to the application
-        if not MsgType(msg.TYPE).is_response:
+        # notifications, and anything unexpected (requests, unknown types), go to the application
+        if isinstance(msg, UnknownMessage) or not 0x40 <= msg.TYPE < 0x60:
             return NotificationReceived(msg)
         if not self._pending:
             self.close()
