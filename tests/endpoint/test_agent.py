@@ -4,6 +4,7 @@ UDP/TCP sockets on loopback (reference section 13, scenarios 2-10)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import time
 
@@ -14,6 +15,17 @@ from packetlab import wire as w
 from packetlab.endpoint import vmem
 
 ANY = bytes(4)
+
+
+def _udp_port_in_use(port: int) -> bool:
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.bind(("0.0.0.0", port))
+    except OSError:
+        return True
+    finally:
+        probe.close()
+    return False
 
 
 def run(coro) -> None:  # type: ignore[no-untyped-def]
@@ -193,8 +205,9 @@ def test_malformed_message_resets_and_vanished_controller_leaves_nothing() -> No
             await asyncio.wait_for(ctl.closed.wait(), 5)
             reason = await asyncio.wait_for(task, 5)
             assert "malformed" in reason
-            assert agent.sockets == {} and agent.blocks == {}
-            assert not agent._tasks
+            assert agent.blocks == {}
+            # the packet I/O process, which held both sockets, is gone
+            assert agent.io.process.returncode == 0
 
     run(main())
 
@@ -206,15 +219,19 @@ def test_session_end_closes_every_socket(action: str) -> None:
             await ctl.request(w.Nopen(1, 4, 0x11, 4096, ANY))
             far = time.time_ns() + 60_000_000_000
             await ctl.request(w.Nsend(1, 4, 0x11, far, 3, b"x", LOOPBACK, 9))
-            opened = list(agent.sockets.values())
-            assert opened and all(s.sock is not None for s in opened)
+            worker = agent.io.process.pid
+            bound = agent.blocks[1].lport
+            assert _udp_port_in_use(bound) and agent.io.process.poll() is None
             if action == "yield":
                 assert await ctl.request(w.Yield(0)) == w.Result()
             else:
                 ctl.writer.close()
             await asyncio.wait_for(task, 5)
-            assert agent.sockets == {} and not agent._tasks
-            assert all(s.sock is None for s in opened)
+            # the packet I/O process exited by itself, its socket and pending send with it
+            assert agent.io.process.returncode == 0 and agent.blocks == {}
+            assert not _udp_port_in_use(bound)
+            with pytest.raises(ProcessLookupError):
+                os.kill(worker, 0)
 
     run(main())
 

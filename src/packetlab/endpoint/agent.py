@@ -1,9 +1,13 @@
 """One controller session on the endpoint: requests in, responses and notifications out.
 
 The session core (packetlab.wire.session) does the protocol; this agent does what requests ask:
-info memory, sockets, scheduled sends with kernel TX stamps, NOTIFMASK holding, receive-buffer
-accounting with exact ndrop counts. When the session ends, for whatever reason, every socket is
-closed and every pending send is cancelled.
+info memory, sockets, NOTIFMASK holding, receive-buffer accounting with exact ndrop counts.
+Packet I/O (sends at their scheduled time with kernel TX stamps, receives with kernel RX
+stamps, TCP connects and accepts) happens in the session's packet I/O process (packet_io.py):
+nopen opens and binds the socket here, so errors are answered at once, then hands it over;
+nsend, nctl and nclose are forwarded as they came; ntag and ndata come back already encoded
+and are forwarded, or held, without decoding. When the session ends, for whatever reason, the
+packet I/O process is told to close everything and exits.
 """
 
 from __future__ import annotations
@@ -11,13 +15,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from packetlab import wire as w
-from packetlab.endpoint.sockets import EndpointSocket, TcpSocket, UdpSocket
+from packetlab.endpoint import io_frames as f
+from packetlab.endpoint.io_link import PacketIOLink
+from packetlab.endpoint.sockets import open_socket
 from packetlab.endpoint.vmem import (
     TRANSSUP_RAW,
     TRANSSUP_TCP,
@@ -26,19 +33,27 @@ from packetlab.endpoint.vmem import (
     InfoMemory,
     SocketBlock,
 )
+from packetlab.wire.codec import encode
 from packetlab.wire.session import EndpointSession, RequestReceived, SessionClosed
 
 log = logging.getLogger("packetlab.endpoint")
-SPIN_NS = 2_000_000  # sleep until this long before a scheduled send, then spin
-PATH_SAMPLES = 15  # send-path delays remembered for compensation
-PATH_MAX_NS = 200_000  # a longer send path is not typical and is not learned
+
+_NTAG = struct.Struct(">BHQ")
+_TIME_AT = struct.Struct(">Q")
+_NTAG_T, _NDATA_T = int(w.MsgType.NTAG), int(w.MsgType.NDATA)
+_BIT_NTAG, _BIT_NSTAT, _BIT_NDATA = (
+    int(w.NotifMask.NTAG),
+    int(w.NotifMask.NSTAT),
+    int(w.NotifMask.NDATA),
+)
+_UDP = int(w.Proto.UDP)
 
 
 @dataclass
 class _Held:
-    """Notifications held by NOTIFMASK, and the receive buffer they occupy."""
+    """Notifications held by NOTIFMASK (mask bit, data bytes, encoded frame), and drops."""
 
-    queue: deque[w.Message] = field(default_factory=deque)
+    queue: deque[tuple[int, int, bytes]] = field(default_factory=deque)
     drop_first: int = 0
     drop_last: int = 0
     drop_units: int = 0
@@ -46,7 +61,10 @@ class _Held:
 
 
 class SessionAgent:
-    """Serves one session. ``read`` returns plaintext (b"" at EOF); ``write`` sends bytes."""
+    """Serves one session. ``read`` returns plaintext (b"" at EOF); ``write`` sends bytes.
+
+    ``io`` is the session's packet I/O process (spawned here when None); it is closed when
+    the session ends."""
 
     def __init__(
         self,
@@ -54,49 +72,65 @@ class SessionAgent:
         read: Callable[[], Awaitable[bytes]],
         write: Callable[[bytes], None],
         clock: Callable[[], int] = time.time_ns,
+        io: PacketIOLink | None = None,
     ) -> None:
         self.info = info
         self._read = read
         self._write = write
         self.clock = clock
+        self.io = io or PacketIOLink.spawn()
         self.core = EndpointSession(now=clock())
         self.blocks: dict[int, SocketBlock] = {}
-        self.sockets: dict[int, EndpointSocket] = {}
         self.send_times: dict[int, int] = {}
         self.memory = InfoMemory(info, self.blocks, self.send_times)
         self._held: dict[int, _Held] = {}
+        self._closing: dict[int, int] = {}  # sktid -> nclose frames not yet confirmed
         self._buf_used = 0
-        self._tasks: set[asyncio.Task[None]] = set()
         self.closed_reason = ""
         self.yielded = False
-        self._path_ns: deque[int] = deque(maxlen=PATH_SAMPLES)
         self._flush_pending = False
+        self._io_lost: asyncio.Future[None] | None = None
 
     # session loop -----------------------------------------------------------------------
 
     async def run(self) -> str:
         """Serve until the controller leaves, yields, breaks the protocol or times out."""
         loop = asyncio.get_running_loop()
+        self._io_lost = loop.create_future()
+        self.io.attach(loop, self._on_io_frames, self._on_io_lost)
+        reading: asyncio.Future[bytes] | None = None
         try:
             while not self.core.closed:
                 timer = self.core.get_timer()
                 timeout = None if timer is None else max(0.0, (timer - self.clock()) / 1e9)
-                try:
-                    async with asyncio.timeout(timeout):
-                        data = await self._read()
-                except TimeoutError:
+                if reading is None:
+                    reading = asyncio.ensure_future(self._read())
+                if not reading.done():
+                    await asyncio.wait(
+                        (reading, self._io_lost),
+                        timeout=timeout,
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                if self._io_lost.done():
+                    break
+                if not reading.done():
                     self._handle_events(self.core.handle_timer(self.clock()))
                     continue
+                data = reading.result()
+                reading = None
                 if not data:
                     self.closed_reason = self.closed_reason or "controller closed the session"
                     break
                 self._handle_events(self.core.receive_data(data, self.clock()))
                 self._flush()
-                await asyncio.sleep(0)
         finally:
+            if reading is not None and not reading.done():
+                reading.cancel()
+                with contextlib.suppress(BaseException):
+                    await reading
             self._flush()
             self.cleanup()
-            del loop
+            await self.io.close()
         return self.closed_reason
 
     def _flush_soon(self) -> None:
@@ -108,6 +142,7 @@ class SessionAgent:
 
     def _flush(self) -> None:
         self._flush_pending = False
+        self.io.flush()
         out = self.core.data_to_send()
         if out:
             with contextlib.suppress(Exception):
@@ -121,17 +156,19 @@ class SessionAgent:
                 self._handle(event.message)
 
     def cleanup(self) -> None:
-        """Close every socket and cancel every pending send."""
-        for task in list(self._tasks):
-            task.cancel()
-        self._tasks.clear()
-        for sock in list(self.sockets.values()):
-            sock.close()
-        self.sockets.clear()
+        """Forget every socket and tell the packet I/O process to close them and exit."""
         self.blocks.clear()
         self._held.clear()
+        self._closing.clear()
         self._buf_used = 0
         self.core.close()
+        self.io.close_channel()
+
+    def _on_io_lost(self) -> None:
+        if not self.core.closed:
+            self.closed_reason = self.closed_reason or "the packet I/O process ended"
+        if self._io_lost is not None and not self._io_lost.done():
+            self._io_lost.set_result(None)
 
     # requests ---------------------------------------------------------------------------
 
@@ -185,7 +222,7 @@ class SessionAgent:
                 self._release(sktid)
 
     def _nopen(self, msg: w.Nopen) -> None:
-        if msg.sktid in self.sockets:
+        if msg.sktid in self.blocks:
             self._reply(w.ErrId.ESKTINUSE)
             return
         want = {w.Proto.RAW: TRANSSUP_RAW, w.Proto.TCP: TRANSSUP_TCP, w.Proto.UDP: TRANSSUP_UDP}
@@ -195,161 +232,137 @@ class SessionAgent:
         if msg.family == w.Family.IPV6 and not self.info.ipv6:
             self._reply(w.ErrId.ESKTNOPRFAM)
             return
-        block = SocketBlock(
-            msg.family,
-            msg.proto,
-            w.SocketState.OPENING,
-            msg.laddr,
-            msg.raddr or b"",
-            msg.lport,
-            msg.rport,
-            msg.rbufsz,
-        )
-        loop = asyncio.get_running_loop()
-        on_data = lambda data, t, raddr, rport: self._on_data(msg.sktid, data, t, raddr, rport)  # noqa: E731
-        on_status = lambda state, code, raddr, rport: self._on_status(  # noqa: E731
-            msg.sktid, code, raddr, rport
-        )
-        sock: EndpointSocket
         try:
-            if msg.proto == w.Proto.UDP:
-                sock = UdpSocket(loop, block, on_data, on_status)
-                sock.open()
-            else:
-                sock = TcpSocket(loop, block, on_data, on_status)
-                sock.open(connect=not msg.is_listen)
+            sock, kind, laddr, lport = open_socket(
+                msg.family, msg.proto, msg.laddr, msg.lport, msg.raddr, msg.rport
+            )
         except OSError as exc:
             log.info("nopen %d failed: %s", msg.sktid, exc)
             self._reply(w.ErrId.ESKTNOADDR)
             return
-        self.blocks[msg.sktid] = block
-        self.sockets[msg.sktid] = sock
+        state = w.SocketState.OPEN if kind == f.KIND_UDP else w.SocketState.OPENING
+        self.blocks[msg.sktid] = SocketBlock(
+            msg.family, msg.proto, state, laddr, msg.raddr or b"", lport, msg.rport, msg.rbufsz
+        )
         self._held[msg.sktid] = _Held()
+        self.io.hand_over(sock, msg.sktid, msg.family, msg.proto, kind)
         self._reply()
 
     def _nclose(self, msg: w.Nclose) -> None:
-        sock = self.sockets.pop(msg.sktid, None)
-        if sock is None:
+        if msg.sktid not in self.blocks:
             self._reply(w.ErrId.ESKTNOTOPEN)
             return
         self._report_drops(msg.sktid, force=True)
         held = self._held.pop(msg.sktid, None)
         if held is not None:
-            self._buf_used -= sum(_data_len(m) for m in held.queue)
-        sock.close()
-        self.blocks.pop(msg.sktid, None)
+            self._buf_used -= sum(size for _, size, _ in held.queue)
+        self.blocks.pop(msg.sktid)
+        self._closing[msg.sktid] = self._closing.get(msg.sktid, 0) + 1
+        self.io.send(encode(msg))
         self._reply()
 
-    def _socket_for(self, sktid: int, family: int, proto: int) -> EndpointSocket | None:
-        sock = self.sockets.get(sktid)
-        if sock is None:
+    def _check_socket(self, sktid: int, family: int, proto: int) -> bool:
+        block = self.blocks.get(sktid)
+        if block is None:
             self._reply(w.ErrId.ESKTNOTOPEN)
-            return None
-        if sock.block.family != family or sock.block.proto != proto:
+            return False
+        if block.family != family or block.proto != proto:
             self._reply(w.ErrId.ESKTNOMATCH)
-            return None
-        return sock
+            return False
+        return True
 
     def _nsend(self, msg: w.Nsend) -> None:
-        sock = self._socket_for(msg.sktid, msg.family, msg.proto)
-        if sock is None:
-            return
-        self._reply()
-        self._schedule(msg.time, lambda: self._do_send(sock, msg))
+        if self._check_socket(msg.sktid, msg.family, msg.proto):
+            self._reply()
+            self.io.send(encode(msg))
 
     def _nctl(self, msg: w.Nctl) -> None:
-        sock = self._socket_for(msg.sktid, msg.family, msg.proto)
-        if sock is None:
+        if not self._check_socket(msg.sktid, msg.family, msg.proto):
             return
         if msg.proto != w.Proto.TCP or msg.command != w.NctlCommand.TCP_FIN:
             self._reply(w.ErrId.ECTLNOTSUP)
             return
         self._reply()
-        self._schedule(msg.time, lambda: _quietly(sock.shutdown_write))
+        self.io.send(encode(msg))
 
     def _ncap(self, msg: w.Ncap) -> None:
-        sock = self._socket_for(msg.sktid, msg.family, msg.proto)
-        if sock is not None:
+        if self._check_socket(msg.sktid, msg.family, msg.proto):
             self._reply(w.ErrId.ESKTNOPROTO)  # capture filters need raw sockets (next issue)
 
-    # sending ----------------------------------------------------------------------------
+    # from the packet I/O process --------------------------------------------------------
 
-    def _schedule(self, when: int, action: Callable[[], None]) -> None:
-        if when <= self.clock():
-            action()  # the run loop flushes once after the whole batch of requests
-            return
-        task = asyncio.get_running_loop().create_task(self._at(when, action))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _on_io_frames(self, frames: list[bytes]) -> None:
+        closing = self._closing
+        blocks = self.blocks
+        for frame in frames:
+            kind = frame[0]
+            if kind == f.CLOSED:
+                sktid = frame[4]
+                left = closing.get(sktid, 0) - 1
+                if left > 0:
+                    closing[sktid] = left
+                else:
+                    closing.pop(sktid, None)
+                continue
+            sktid = frame[5] if kind == f.STATE else frame[4]
+            block = blocks.get(sktid)
+            if block is None or sktid in closing:
+                continue  # the last words of a closed socket
+            if kind == _NTAG_T:
+                self._on_ntag(sktid, block, frame)
+            elif kind == _NDATA_T:
+                self._on_ndata(sktid, block, frame)
+            elif kind == f.STATE:
+                self._on_state(sktid, block, frame)
+        self._flush_soon()
 
-    def send_path_ns(self) -> int:
-        """The shortest recent delay from calling send to the kernel's TX stamp: sends start
-        this much early, so the stamp lands near the requested time and almost never before
-        it (the median would centre the error on zero but send a third of packets early)."""
-        return min(self._path_ns) if self._path_ns else 0
+    def _on_ntag(self, sktid: int, block: SocketBlock, frame: bytes) -> None:
+        _, tag, sent_at = _NTAG.unpack_from(frame, 4)
+        if len(frame) == 17:  # not sent (the errid is EPKTNOTSENT)
+            block.nsend_err = w.NsendErr.UNKFAULT
+            block.nsend_err_tag = tag
+        elif tag:
+            self.send_times[tag] = sent_at
+        if tag:
+            self._notify(sktid, block, _BIT_NTAG, frame)
 
-    async def _at(self, when: int, action: Callable[[], None]) -> None:
-        delay = when - self.clock() - SPIN_NS
-        if delay > 0:
-            await asyncio.sleep(delay / 1e9)
-        target = when - self.send_path_ns()
-        while self.clock() < target:
-            pass
-        action()
-        self._flush()
-
-    def _do_send(self, sock: EndpointSocket, msg: w.Nsend) -> None:
-        try:
-            sent_at, before = sock.send(msg.payload, msg.raddr, msg.rport)
-        except OSError as exc:
-            log.info("nsend on %d failed: %s", msg.sktid, exc)
-            sock.block.nsend_err = w.NsendErr.UNKFAULT
-            sock.block.nsend_err_tag = msg.tag
-            if msg.tag:
-                self._notify(
-                    msg.sktid, w.Ntag(msg.sktid, msg.tag, self.clock(), w.ErrId.EPKTNOTSENT)
-                )
-            return
-        if 0 <= sent_at - before <= PATH_MAX_NS and sent_at != before:
-            self._path_ns.append(sent_at - before)
-        if msg.tag:
-            self.send_times[msg.tag] = sent_at
-            self._notify(msg.sktid, w.Ntag(msg.sktid, msg.tag, sent_at))
-
-    # notifications ----------------------------------------------------------------------
-
-    def _notify(self, sktid: int, msg: w.Message) -> None:
-        block = self.blocks.get(sktid)
-        held = self._held.get(sktid)
-        if block is None or held is None:
-            return
-        if block.notifmask & _MASK_BIT[type(msg)]:
-            held.queue.append(msg)
-            return
-        self.core.send(msg)
-
-    def _on_data(
-        self, sktid: int, data: bytes, stamp: int, raddr: bytes | None, rport: int
-    ) -> None:
-        block = self.blocks.get(sktid)
-        held = self._held.get(sktid)
-        if block is None or held is None:
-            return
-        msg = w.Ndata(sktid, block.family, block.proto, stamp, data, raddr, rport if raddr else 0)
-        if block.notifmask & w.NotifMask.NDATA:
-            size = len(data)
+    def _on_ndata(self, sktid: int, block: SocketBlock, frame: bytes) -> None:
+        held = self._held[sktid]
+        if block.notifmask & _BIT_NDATA:
+            size = len(frame) - 15
+            if block.proto == _UDP:
+                size -= 6 if block.family == w.Family.IPV4 else 18
             if block.rbufused + size > block.rbufsz or self._buf_used + size > self.info.buf_max:
-                self._drop(sktid, held, block, stamp, size)
+                self._drop(held, block, _TIME_AT.unpack_from(frame, 7)[0], size)
                 return
             block.rbufused += size
             self._buf_used += size
-            held.queue.append(msg)
+            held.queue.append((_BIT_NDATA, size, frame))
             return
-        self._report_drops(sktid)
-        self.core.send(msg)
-        self._flush_soon()
+        if held.drop_units:
+            self._report_drops(sktid)
+        self.core.send_encoded(frame)
 
-    def _drop(self, sktid: int, held: _Held, block: SocketBlock, stamp: int, size: int) -> None:
+    def _on_state(self, sktid: int, block: SocketBlock, frame: bytes) -> None:
+        state, _ = f.STATE_HEAD.unpack_from(frame, 4)
+        block.state = state
+        body = frame[6:]
+        if not body:
+            return
+        if len(body) > 12:  # the established form carries the peer's address and port
+            block.raddr = body[11:-2]
+            block.rport = int.from_bytes(body[-2:], "big")
+        self._notify(sktid, block, _BIT_NSTAT, f.frame(w.MsgType.NSTAT, body))
+
+    # notifications ----------------------------------------------------------------------
+
+    def _notify(self, sktid: int, block: SocketBlock, bit: int, frame: bytes) -> None:
+        if block.notifmask & bit:
+            self._held[sktid].queue.append((bit, 0, frame))
+        else:
+            self.core.send_encoded(frame)
+
+    def _drop(self, held: _Held, block: SocketBlock, stamp: int, size: int) -> None:
         if not held.drop_units:
             held.drop_first = stamp
         held.drop_last = stamp
@@ -378,57 +391,21 @@ class SessionAgent:
         )
         held.drop_units = held.drop_bytes = 0
 
-    def _on_status(self, sktid: int, code: int, raddr: bytes | None, rport: int) -> None:
-        block = self.blocks.get(sktid)
-        if block is None:
-            return
-        self._notify(
-            sktid,
-            w.Nstat(
-                sktid,
-                block.family,
-                block.proto,
-                self.clock(),
-                code,
-                raddr if code == w.NstatCode.ESTABLISHED else None,
-                rport,
-            ),
-        )
-        self._flush_soon()
-
     def _release(self, sktid: int) -> None:
         """A NOTIFMASK bit was cleared: send what it held, in order, and report drops."""
         block = self.blocks[sktid]
         held = self._held[sktid]
-        keep: deque[w.Message] = deque()
-        for msg in held.queue:
-            if block.notifmask & _MASK_BIT[type(msg)]:
-                keep.append(msg)
+        keep: deque[tuple[int, int, bytes]] = deque()
+        for bit, size, frame in held.queue:
+            if block.notifmask & bit:
+                keep.append((bit, size, frame))
                 continue
-            size = _data_len(msg)
             block.rbufused -= size
             self._buf_used -= size
-            self.core.send(msg)
+            self.core.send_encoded(frame)
         held.queue = keep
         self._report_drops(sktid)
 
-
-def _data_len(msg: w.Message) -> int:
-    return len(msg.data) if isinstance(msg, w.Ndata) else 0
-
-
-def _quietly(action: Callable[[], None]) -> None:
-    with contextlib.suppress(OSError):
-        action()
-
-
-_MASK_BIT: dict[type, int] = {
-    w.Ntag: w.NotifMask.NTAG,
-    w.Nstat: w.NotifMask.NSTAT,
-    w.Ndata: w.NotifMask.NDATA,
-    w.Ndrop: w.NotifMask.NDROP,
-    w.Nblock: w.NotifMask.NBLOCK,
-}
 
 _HANDLERS: dict[type, Callable[[SessionAgent, w.Message], None]] = {
     w.Cdata: SessionAgent._cdata,  # type: ignore[dict-item]

@@ -10,6 +10,7 @@ import time
 from packetlab import pki
 from packetlab.endpoint.agent import SessionAgent
 from packetlab.endpoint.config import EndpointConfig, split_host_port
+from packetlab.endpoint.io_link import PacketIOLink
 from packetlab.endpoint.vmem import TRANSSUP_RAW, TRANSSUP_TCP, TRANSSUP_UDP, EndpointInfo
 from packetlab.tls import TlsError, TlsIdentity, client_context
 from packetlab.tls.aio import connect_tls
@@ -71,32 +72,46 @@ class Endpoint:
         host, port = split_host_port(controller or self.config.controller)
         delay = self.config.retry_delay_s
         served = failures = 0
-        while sessions is None or served < sessions:
-            try:
-                stream = await connect_tls(
-                    host,
-                    port,
-                    self.context,
-                    self.verify_controller,
-                    sni=self.config.sni_key or None,
-                    timeout=self.config.connect_timeout_s,
-                )
-            except (OSError, TimeoutError, TlsError) as exc:
+        io: PacketIOLink | None = None
+        try:
+            while sessions is None or served < sessions:
+                # the session's packet I/O process starts while we dial and shake hands
+                io = io or PacketIOLink.spawn()
+                if await self._serve_one(host, port, io):
+                    served += 1
+                    failures = 0
+                    delay = self.config.retry_delay_s
+                    io = None
+                    continue
                 failures += 1
-                log.warning("cannot reach controller %s:%d: %s", host, port, exc)
                 if attempts is not None and failures >= attempts:
                     break
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.config.retry_delay_max_s)
-                continue
-            failures = 0
-            delay = self.config.retry_delay_s
-            log.info("session with controller %s (sni %s)", stream.peername, self.config.sni_key)
-            agent = SessionAgent(self.info, stream.read, stream.write)
-            try:
-                reason = await agent.run()
-            finally:
-                await stream.close()
-            served += 1
-            log.info("session ended: %s", reason)
+        finally:
+            if io is not None:
+                await io.close()
         return served
+
+    async def _serve_one(self, host: str, port: int, io: PacketIOLink) -> bool:
+        """Dial and serve one session; False if the controller could not be reached."""
+        try:
+            stream = await connect_tls(
+                host,
+                port,
+                self.context,
+                self.verify_controller,
+                sni=self.config.sni_key or None,
+                timeout=self.config.connect_timeout_s,
+            )
+        except (OSError, TimeoutError, TlsError) as exc:
+            log.warning("cannot reach controller %s:%d: %s", host, port, exc)
+            return False
+        log.info("session with controller %s (sni %s)", stream.peername, self.config.sni_key)
+        agent = SessionAgent(self.info, stream.read, stream.write, io=io)
+        try:
+            reason = await agent.run()
+        finally:
+            await stream.close()
+        log.info("session ended: %s", reason)
+        return True

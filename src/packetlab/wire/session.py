@@ -162,6 +162,11 @@ class EndpointSession(_Core):
         if self.state is not SessionState.CLOSED:
             self._queue(msg)
 
+    def send_encoded(self, data: bytes) -> None:
+        """Queue responses or notifications that are already encoded (whole frames)."""
+        if self.state is not SessionState.CLOSED:
+            self._out += data
+
     def accept_start(self) -> None:
         """The programs check out: answer start with success and go idle."""
         if not self.start_pending:
