@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from packetlab import wire as w
+from packetlab.wire.codec import check_nsend
 
 A = w.addr_bytes
 ANY4 = bytes(4)
@@ -239,3 +240,30 @@ def test_stream_of_messages_split_anywhere(msgs: list[w.Message], data: st.DataO
         last = cut
         got.extend(reader)
     assert got == msgs
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=40),
+        st.builds(
+            lambda head, rest: head + rest,
+            st.tuples(
+                st.integers(0, 255), st.sampled_from([4, 6, 5]), st.sampled_from([0, 6, 17, 1])
+            ).map(bytes),
+            st.binary(max_size=40),
+        ),
+    )
+)
+def test_nsend_pass_through_check_agrees_with_decoding(body: bytes) -> None:
+    """The endpoint forwards nsend undecoded after check_nsend: it must accept exactly the
+    bodies decoding accepts, and report the same socket, family and protocol."""
+    nsend = int(w.MsgType.NSEND)
+    try:
+        msg = w.decode_body(nsend, body)
+    except w.MalformedMessage:
+        with pytest.raises(w.MalformedMessage):
+            check_nsend(nsend, body)
+        return
+    assert isinstance(msg, w.Nsend)
+    assert check_nsend(nsend, b"\0" * 4 + body, 4) == (msg.sktid, msg.family, msg.proto)

@@ -7,6 +7,7 @@ from packetlab.wire.session import (
     ControllerSession,
     EndpointSession,
     NotificationReceived,
+    NsendReceived,
     RequestReceived,
     ResponseReceived,
     SessionClosed,
@@ -145,3 +146,33 @@ def test_byte_by_byte_delivery_gives_the_same_events() -> None:
         w.Nopen(1, 4, 0x11, 4096, bytes(4)),
         w.Nsend(1, 4, 0x11, 0, 5, b"q", bytes(4), 53),
     ]
+
+
+def test_pass_nsend_hands_over_well_formed_frames_and_resets_on_malformed_ones() -> None:
+    c = ControllerSession()
+    e = EndpointSession(now=T0, pass_nsend=True)
+    c.send_request(w.Start())
+    to_endpoint(c, e)
+    e.accept_start()
+    to_controller(e, c)
+    udp = w.Nsend(3, 4, 0x11, 5, 7, b"payload", w.addr_bytes("127.0.0.1"), 53)
+    c.send_request(udp)
+    c.send_request(w.Mread(0, 4))
+    events = to_endpoint(c, e)
+    assert events[0] == NsendReceived(w.encode(udp), 3, 4, 0x11)
+    assert events[1] == RequestReceived(w.Mread(0, 4))
+    # a udp nsend without its address is malformed whether decoded or passed through
+    e.receive_data(bytes.fromhex("2c00000d 03 04 11 0000000000000000 0001"), T0)
+    assert e.closed
+    assert w.decode(e.data_to_send()) == w.Result(w.ErrId.ECTLBADMSG)
+
+
+def test_pass_nsend_is_off_by_default_and_never_in_setup() -> None:
+    c, e = started()
+    msg = w.Nsend(1, 4, 6, 0, 0, b"x")
+    c.send_request(msg)
+    assert to_endpoint(c, e) == [RequestReceived(msg)]
+    setup = EndpointSession(now=T0, pass_nsend=True)
+    events = setup.receive_data(w.encode(msg), T0)
+    assert events == []  # in setup only cdata and start: answered ECTLNOTSUP
+    assert w.decode(setup.data_to_send()) == w.Result(w.ErrId.ECTLNOTSUP)

@@ -34,7 +34,12 @@ from packetlab.endpoint.vmem import (
     SocketBlock,
 )
 from packetlab.wire.codec import encode
-from packetlab.wire.session import EndpointSession, RequestReceived, SessionClosed
+from packetlab.wire.session import (
+    EndpointSession,
+    NsendReceived,
+    RequestReceived,
+    SessionClosed,
+)
 
 log = logging.getLogger("packetlab.endpoint")
 
@@ -47,6 +52,7 @@ _BIT_NTAG, _BIT_NSTAT, _BIT_NDATA = (
     int(w.NotifMask.NDATA),
 )
 _UDP = int(w.Proto.UDP)
+_RESULT_OK = encode(w.Result())
 
 
 @dataclass
@@ -79,7 +85,7 @@ class SessionAgent:
         self._write = write
         self.clock = clock
         self.io = io or PacketIOLink.spawn()
-        self.core = EndpointSession(now=clock())
+        self.core = EndpointSession(now=clock(), pass_nsend=True)
         self.blocks: dict[int, SocketBlock] = {}
         self.send_times: dict[int, int] = {}
         self.memory = InfoMemory(info, self.blocks, self.send_times)
@@ -150,7 +156,11 @@ class SessionAgent:
 
     def _handle_events(self, events: Sequence[object]) -> None:
         for event in events:
-            if isinstance(event, SessionClosed):
+            if isinstance(event, NsendReceived):  # the hot path: forwarded undecoded
+                if self._check_socket(event.sktid, event.family, event.proto):
+                    self.core.send_encoded(_RESULT_OK)
+                    self.io.send(event.frame)
+            elif isinstance(event, SessionClosed):
                 self.closed_reason = event.reason
             elif isinstance(event, RequestReceived):
                 self._handle(event.message)
@@ -270,11 +280,6 @@ class SessionAgent:
             self._reply(w.ErrId.ESKTNOMATCH)
             return False
         return True
-
-    def _nsend(self, msg: w.Nsend) -> None:
-        if self._check_socket(msg.sktid, msg.family, msg.proto):
-            self._reply()
-            self.io.send(encode(msg))
 
     def _nctl(self, msg: w.Nctl) -> None:
         if not self._check_socket(msg.sktid, msg.family, msg.proto):
@@ -416,7 +421,6 @@ _HANDLERS: dict[type, Callable[[SessionAgent, w.Message], None]] = {
     w.Mwrite: SessionAgent._mwrite,  # type: ignore[dict-item]
     w.Nopen: SessionAgent._nopen,  # type: ignore[dict-item]
     w.Nclose: SessionAgent._nclose,  # type: ignore[dict-item]
-    w.Nsend: SessionAgent._nsend,  # type: ignore[dict-item]
     w.Nctl: SessionAgent._nctl,  # type: ignore[dict-item]
     w.Ncap: SessionAgent._ncap,  # type: ignore[dict-item]
 }

@@ -45,9 +45,7 @@ def drain_tx(sock: socket.socket) -> list[tuple[int | None, int | None]]:
     out: list[tuple[int | None, int | None]] = []
     while True:
         try:
-            _, ancillary, _, _ = sock.recvmsg(
-                0, ANCILLARY_SIZE, socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT
-            )
+            _, ancillary, _, _ = sock.recvmsg(0, ANCILLARY_SIZE, _ERRQUEUE_NOWAIT)
         except (BlockingIOError, InterruptedError):
             return out
         except OSError:

@@ -13,7 +13,7 @@ import struct
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 
-from packetlab.wire.codes import NotifMask, SocketState
+from packetlab.wire.codes import SocketState
 from packetlab.wire.memmap import (
     BUFMAX,
     BUFMAX_DUP,
@@ -118,7 +118,7 @@ class SocketBlock:
     drop_bytes: int = 0
     nsend_err: int = 0
     nsend_err_tag: int = 0
-    notifmask: int = NotifMask.NONE
+    notifmask: int = 0  # NotifMask bits, kept a plain int: it is tested per packet
 
     def pack(self) -> bytes:
         return _SK_LAYOUT.pack(

@@ -274,15 +274,25 @@ def _dec_nclose(t: int, b: bytes) -> Message:
     return Nclose(b[0])
 
 
-def _dec_nsend(t: int, b: bytes) -> Message:
-    if len(b) < 13:
+def check_nsend(t: int, b: bytes | bytearray, offset: int = 0) -> tuple[int, int, int]:
+    """(sktid, family, proto) of the nsend body at ``offset`` in ``b``, by the same rules as
+    decoding it, without building the message: for the endpoint's pass-through of nsend."""
+    size = len(b) - offset
+    if size < 13:
         raise _bad(t, "too short")
-    sktid, family, proto, time, tag = _NSEND_HEAD.unpack_from(b)
+    sktid, family, proto = b[offset], b[offset + 1], b[offset + 2]
     alen = _family_len(t, family)
     _proto(t, proto)
+    if proto == Proto.UDP and size < 15 + alen:
+        raise _bad(t, "udp nsend needs a remote address and port")
+    return sktid, family, proto
+
+
+def _dec_nsend(t: int, b: bytes) -> Message:
+    _, family, proto = check_nsend(t, b)
+    sktid, family, proto, time, tag = _NSEND_HEAD.unpack_from(b)
     if proto == Proto.UDP:
-        if len(b) < 15 + alen:
-            raise _bad(t, "udp nsend needs a remote address and port")
+        alen = _ADDR_LEN[family]
         raddr = b[13 : 13 + alen]
         rport = _U16.unpack_from(b, 13 + alen)[0]
         return Nsend(sktid, family, proto, time, tag, b[15 + alen :], raddr, rport)
@@ -327,10 +337,13 @@ def _dec_xpub(t: int, b: bytes) -> Message:
     return Xsub(channels, b[pos : pos + 32], b[pos + 32 :])
 
 
+_RESULT_OK = Result()
+
+
 def _dec_result(t: int, b: bytes) -> Message:
     n = len(b)
     if n == 0:
-        return Result()
+        return _RESULT_OK  # immutable, so one instance serves every success
     if n not in (2, 4, 6):
         raise _bad(t, "body must be 0, 2, 4 or 6 bytes")
     errid = _U16.unpack_from(b)[0]
@@ -505,6 +518,11 @@ class MessageReader:
         return self
 
     def __next__(self) -> Message:
+        msg_type, frame = self.next_frame()
+        return decode_body(msg_type, frame[HEADER_LEN:])
+
+    def next_frame(self) -> tuple[int, bytes]:
+        """The next whole message undecoded: (type, header + body); StopIteration if none."""
         buf = self._buf
         pos = self._pos
         if len(buf) - pos < HEADER_LEN:
@@ -514,4 +532,4 @@ class MessageReader:
         if end > len(buf):
             raise StopIteration
         self._pos = end
-        return decode_body(word >> 24, bytes(buf[pos + HEADER_LEN : end]))
+        return word >> 24, bytes(buf[pos:end])

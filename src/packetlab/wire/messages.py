@@ -6,6 +6,7 @@ nanoseconds since the Unix epoch on the endpoint's clock.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 from typing import ClassVar
@@ -31,6 +32,13 @@ def _check_addr(family: int, addr: bytes, name: str) -> None:
 
 def addr_bytes(address: str | ipaddress.IPv4Address | ipaddress.IPv6Address) -> bytes:
     """Raw network-order bytes of an IP address."""
+    if isinstance(address, str):
+        return _addr_bytes_of_text(address)
+    return address.packed
+
+
+@functools.lru_cache(maxsize=4096)
+def _addr_bytes_of_text(address: str) -> bytes:
     return ipaddress.ip_address(address).packed
 
 

@@ -28,8 +28,8 @@ from collections import deque
 from dataclasses import dataclass
 
 from packetlab.wire._errors import MalformedMessage, ProtocolError
-from packetlab.wire.codec import MessageReader, encode
-from packetlab.wire.codes import SETUP_TIMEOUT_NS, ErrId, MsgType
+from packetlab.wire.codec import MessageReader, check_nsend, decode_body, encode
+from packetlab.wire.codes import HEADER_LEN, SETUP_TIMEOUT_NS, ErrId, MsgType
 from packetlab.wire.messages import Cdata, Mdata, Message, Mread, Result, Start, UnknownMessage
 
 
@@ -44,6 +44,18 @@ class RequestReceived:
     """Endpoint side: a request the application must answer."""
 
     message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class NsendReceived:
+    """Endpoint side, with ``pass_nsend``: a well-formed nsend, undecoded (header + body).
+
+    The endpoint's hot path: it checks the socket and forwards the frame to its sender as is."""
+
+    frame: bytes
+    sktid: int
+    family: int
+    proto: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +77,7 @@ class SessionClosed:
     errid: ErrId | None = None
 
 
-Event = RequestReceived | ResponseReceived | NotificationReceived | SessionClosed
+Event = RequestReceived | NsendReceived | ResponseReceived | NotificationReceived | SessionClosed
 
 _SETUP_REQUESTS = frozenset({MsgType.CDATA, MsgType.START})
 _IDLE_REQUESTS = frozenset(
@@ -111,12 +123,15 @@ class _Core:
 class EndpointSession(_Core):
     """The endpoint's side of one session with a controller."""
 
-    __slots__ = ("_setup_deadline", "start_pending")
+    __slots__ = ("_setup_deadline", "pass_nsend", "start_pending")
 
-    def __init__(self, now: int, setup_timeout_ns: int = SETUP_TIMEOUT_NS) -> None:
+    def __init__(
+        self, now: int, setup_timeout_ns: int = SETUP_TIMEOUT_NS, pass_nsend: bool = False
+    ) -> None:
         super().__init__()
         self._setup_deadline = now + setup_timeout_ns
         self.start_pending = False
+        self.pass_nsend = pass_nsend  # idle nsends as NsendReceived, not RequestReceived
 
     def get_timer(self) -> int | None:
         return self._setup_deadline if self.state is SessionState.SETUP else None
@@ -131,10 +146,17 @@ class EndpointSession(_Core):
         events: list[Event] = [*self.handle_timer(now)]
         if self.state is SessionState.CLOSED:
             return events
-        self._reader.feed(data)
+        reader = self._reader
+        reader.feed(data)
+        pass_nsend = self.pass_nsend
         while not self.closed:
             try:
-                msg = next(self._reader)
+                msg_type, frame = reader.next_frame()
+                if msg_type == MsgType.NSEND and pass_nsend and self.state is SessionState.IDLE:
+                    sktid, family, proto = check_nsend(msg_type, frame, HEADER_LEN)
+                    events.append(NsendReceived(frame, sktid, family, proto))
+                    continue
+                msg = decode_body(msg_type, frame[HEADER_LEN:])
             except StopIteration:
                 break
             except MalformedMessage as exc:
@@ -198,7 +220,7 @@ class ControllerSession(_Core):
     def send_request(self, msg: Message) -> None:
         if self.state is SessionState.CLOSED:
             raise ProtocolError("session is closed")
-        if not MsgType(msg.TYPE).is_request:
+        if not 0x20 <= msg.TYPE <= 0x3F:  # MsgType.is_request, without an enum call
             raise ProtocolError(f"{type(msg).__name__} is not a request")
         if self.state is SessionState.SETUP and not isinstance(msg, Cdata | Start):
             raise ProtocolError("only cdata and start may be sent before start succeeds")
