@@ -111,6 +111,7 @@ def inner(args: argparse.Namespace) -> None:
     from packetlab.wire import Ntag
 
     errors: list[int] = []
+    signed: list[int] = []
 
     async def experiment(endpoint: EndpointHandle, _: list[str]) -> None:
         await endpoint.open_udp(1)
@@ -121,7 +122,8 @@ def inner(args: argparse.Namespace) -> None:
             await endpoint.send_udp(1, ADDR_B, SINK_PORT, b"x" * 64, at=when, tag=tag)
         for _ in range(args.sends):
             note = await endpoint.next(Ntag, sktid=1, timeout=5)
-            errors.append(abs(note.time - wanted[note.tag]))
+            signed.append(note.time - wanted[note.tag])
+            errors.append(abs(signed[-1]))
         await endpoint.close(1)
 
     with fresh_home() as home:
@@ -131,7 +133,8 @@ def inner(args: argparse.Namespace) -> None:
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] / 1000
     print(
         f"{len(errors)} sends at {args.spacing_ms} ms spacing: |error| p50 {p50:.1f} us, "
-        f"p99 {p99:.1f} us, max {ordered[-1] / 1000:.1f} us"
+        f"p99 {p99:.1f} us, max {ordered[-1] / 1000:.1f} us; signed p50 "
+        f"{statistics.median(signed) / 1000:.1f} us, {sum(e < 0 for e in signed)} early"
     )
     print(json.dumps({"p50_us": round(p50, 1), "p99_us": round(p99, 1)}))
 
