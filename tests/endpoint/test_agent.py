@@ -257,3 +257,15 @@ def test_tcp_listen_is_a_passive_open_on_its_sktid() -> None:
             assert await ctl.request(w.Nclose(4)) == w.Result()
 
     run(main())
+
+
+def test_packet_io_process_dying_ends_the_session_cleanly() -> None:
+    async def main() -> None:
+        async with session() as (ctl, agent, task):
+            await ctl.request(w.Nopen(1, 4, 0x11, 4096, ANY))
+            agent.io.process.kill()
+            reason = await asyncio.wait_for(task, 5)
+            assert "packet I/O process ended" in reason
+            assert agent.blocks == {} and agent.io.closed
+
+    run(main())

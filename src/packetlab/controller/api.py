@@ -128,7 +128,10 @@ class EndpointHandle:
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         self._core.send_request(msg)
         self._waiting.append(_Waiting(future))
-        self._flush_later()
+        if len(self._waiting) == 1 and not self._flush_pending:
+            self._flush()  # a lone request leaves at once; concurrent ones share a write
+        else:
+            self._flush_later()
         response = await future
         assert isinstance(response, w.Message)
         return response

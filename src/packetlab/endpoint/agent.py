@@ -94,60 +94,43 @@ class SessionAgent:
         self._buf_used = 0
         self.closed_reason = ""
         self.yielded = False
-        self._flush_pending = False
-        self._io_lost: asyncio.Future[None] | None = None
+        self._io_gone = False
+        self._task: asyncio.Task[object] | None = None
 
     # session loop -----------------------------------------------------------------------
 
     async def run(self) -> str:
         """Serve until the controller leaves, yields, breaks the protocol or times out."""
-        loop = asyncio.get_running_loop()
-        self._io_lost = loop.create_future()
-        self.io.attach(loop, self._on_io_frames, self._on_io_lost)
-        reading: asyncio.Future[bytes] | None = None
+        self._task = asyncio.current_task()
+        self.io.attach(asyncio.get_running_loop(), self._on_io_frames, self._on_io_lost)
         try:
             while not self.core.closed:
                 timer = self.core.get_timer()
                 timeout = None if timer is None else max(0.0, (timer - self.clock()) / 1e9)
-                if reading is None:
-                    reading = asyncio.ensure_future(self._read())
-                if not reading.done():
-                    await asyncio.wait(
-                        (reading, self._io_lost),
-                        timeout=timeout,
-                        return_when=asyncio.FIRST_COMPLETED,
-                    )
-                if self._io_lost.done():
-                    break
-                if not reading.done():
+                try:
+                    async with asyncio.timeout(timeout):
+                        data = await self._read()
+                except TimeoutError:
                     self._handle_events(self.core.handle_timer(self.clock()))
                     continue
-                data = reading.result()
-                reading = None
+                except asyncio.CancelledError:
+                    # _on_io_lost cancels us; any other cancellation goes on up
+                    if not self._io_gone or self._task is None or self._task.uncancel():
+                        raise
+                    break
                 if not data:
                     self.closed_reason = self.closed_reason or "controller closed the session"
                     break
                 self._handle_events(self.core.receive_data(data, self.clock()))
                 self._flush()
         finally:
-            if reading is not None and not reading.done():
-                reading.cancel()
-                with contextlib.suppress(BaseException):
-                    await reading
+            self._task = None
             self._flush()
             self.cleanup()
             await self.io.close()
         return self.closed_reason
 
-    def _flush_soon(self) -> None:
-        """Flush at the end of this loop iteration: notifications that arrive together (a
-        burst of datagrams) leave in one write, one TLS record."""
-        if not self._flush_pending:
-            self._flush_pending = True
-            asyncio.get_running_loop().call_soon(self._flush)
-
     def _flush(self) -> None:
-        self._flush_pending = False
         self.io.flush()
         out = self.core.data_to_send()
         if out:
@@ -177,8 +160,9 @@ class SessionAgent:
     def _on_io_lost(self) -> None:
         if not self.core.closed:
             self.closed_reason = self.closed_reason or "the packet I/O process ended"
-        if self._io_lost is not None and not self._io_lost.done():
-            self._io_lost.set_result(None)
+        self._io_gone = True
+        if self._task is not None:
+            self._task.cancel()
 
     # requests ---------------------------------------------------------------------------
 
@@ -319,7 +303,7 @@ class SessionAgent:
                 self._on_ndata(sktid, block, frame)
             elif kind == f.STATE:
                 self._on_state(sktid, block, frame)
-        self._flush_soon()
+        self._flush()  # the frames came in one read: they leave in one write
 
     def _on_ntag(self, sktid: int, block: SocketBlock, frame: bytes) -> None:
         _, tag, sent_at = _NTAG.unpack_from(frame, 4)

@@ -311,7 +311,7 @@ class PacketIO:
             out += raddr
             out += _PORT.pack(addr[1])
             out += data
-        self._flush_soon()
+        self._flush()  # now: the session process waits for this datagram
 
     def _tcp_readable(self, s: _Socket) -> None:
         self._drain(s)
@@ -335,7 +335,7 @@ class PacketIO:
         stamp = timestamps.rx_time(ancillary) or time.time_ns()
         self._out += _NDATA_HEAD.pack(_NDATA | (11 + len(data)), s.sktid, s.family, s.proto, stamp)
         self._out += data
-        self._flush_soon()
+        self._flush()
 
     # sending ----------------------------------------------------------------------------
 
