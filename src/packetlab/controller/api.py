@@ -84,6 +84,8 @@ class EndpointHandle:
         self._note_event = asyncio.Event()
         self.closed_reason: str | None = None
         self._flush_pending = False
+        self._holds: dict[int, int] = {}  # sktid -> NOTIFMASK set by hold()
+        self._offset: int | None = None  # endpoint clock minus ours, for npoll
 
     # plumbing -------------------------------------------------------------------------
 
@@ -313,19 +315,47 @@ class EndpointHandle:
     def pending_notifications(self) -> list[w.Message]:
         return list(self._notes)
 
-    async def npoll(self, until: int) -> list[w.Message]:
-        """The paper's npoll: every notification up to the endpoint time ``until``.
+    def _notifmask_addr(self, sktid: int) -> int:
+        return vmem.SOCKETS + sktid * vmem.SOCKET_BLOCK + vmem.SK_NOTIFMASK
 
-        Built on the reference's wire: after ``until`` an mread acts as a barrier (responses
-        follow the notifications sent before them), then everything queued is returned."""
-        offset, _ = await self.clock_offset(samples=1)
-        wait = (until - (time.time_ns() + offset)) / 1e9
+    async def hold(self, sktid: int, mask: int = w.NotifMask.NDATA) -> None:
+        """Have the endpoint hold notifications of ``mask`` on ``sktid`` (its NOTIFMASK)
+        until ``npoll`` collects them: the paper's model, where data waits at the endpoint."""
+        await self.mwrite(self._notifmask_addr(sktid), mask.to_bytes(2, "big"))
+        if mask:
+            self._holds[sktid] = mask
+        else:
+            self._holds.pop(sktid, None)
+
+    async def npoll(self, until: int) -> list[w.Message]:
+        """The paper's npoll: every notification with an endpoint time up to ``until``.
+
+        Built on the reference's wire: wait until the endpoint's clock passes ``until``, then,
+        in one write, clear the NOTIFMASK of each socket put on ``hold`` (the endpoint sends
+        what it held, in order), set it again (holding goes on), and read TIME as a barrier:
+        the endpoint answers it after everything sent before. Notifications stamped after
+        ``until`` stay queued for the next npoll."""
+        if self._offset is None:
+            self._offset, _ = await self.clock_offset()
+        wait = (until - (time.time_ns() + self._offset)) / 1e9
         if wait > 0:
             await asyncio.sleep(wait)
-        await self.now()
-        notes = list(self._notes)
-        self._notes.clear()
-        return notes
+        while (endpoint_now := await self.now()) < until:  # our estimate was early
+            await asyncio.sleep(min(0.05, (until - endpoint_now) / 1e9))
+        if self._holds:
+            requests: list[w.Message] = []
+            for sktid, mask in self._holds.items():
+                addr = self._notifmask_addr(sktid)
+                requests.append(w.Mwrite(addr, b"\0\0"))
+                requests.append(w.Mwrite(addr, mask.to_bytes(2, "big")))
+            await self.call_many(requests)
+            await self.now()
+        due: list[w.Message] = []
+        later: deque[w.Message] = deque()
+        for note in self._notes:
+            (due if _note_time(note) <= until else later).append(note)
+        self._notes = later
+        return due
 
     async def clock_offset(self, samples: int = 5) -> tuple[int, int]:
         """(endpoint clock minus controller clock, round trip) in ns, from the fastest sample."""
@@ -339,3 +369,10 @@ class EndpointHandle:
                 best = (remote - (sent + back) // 2, rtt)
         assert best is not None
         return best
+
+
+def _note_time(note: w.Message) -> int:
+    """When a notification happened on the endpoint (0 when it carries no time)."""
+    if isinstance(note, w.Ndrop):
+        return note.tlast
+    return int(getattr(note, "time", 0))
