@@ -28,7 +28,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def measure(home: Path, experiment: str, *args: str) -> str:
+def measure(home: Path, experiment: str, *args: str, endpoint_config: Path | None = None) -> str:
     port = free_port()
     controller = subprocess.Popen(
         [
@@ -54,6 +54,7 @@ def measure(home: Path, experiment: str, *args: str) -> str:
             "--home",
             str(home),
             "endpoint",
+            *(["-c", str(endpoint_config)] if endpoint_config else []),
             f"127.0.0.1:{port}",
             "--sessions",
             "1",

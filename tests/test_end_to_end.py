@@ -43,6 +43,25 @@ def test_dns_example_through_a_real_endpoint(home: Path) -> None:
     assert responder.queries == 1
 
 
+def test_endpoint_runs_from_a_reference_endpt_conf(home: Path, tmp_path: Path) -> None:
+    """Users of the reference switch by changing the program name: same endpt.conf keys."""
+    conf = tmp_path / "endpt.conf"
+    conf.write_text(
+        f"BufMax 8388608\nTransprotoSup tcp,udp\nVMemLocalAddrStrIPv4 127.0.0.1/8\n"
+        f"HostID from-endpt-conf\nEndpointPrivKey {home}/keys/k_ep\n"
+        f"EndpointOpPubKeyPath {home}/keys/k_eop.pub\n"
+        f"ControllerCertChainPath {home}/certs/subcmd_eop_ep.cert\nNoSubMode 1\n"
+    )
+    responder = DnsResponder({"www.example.org": "10.1.2.3"})
+    try:
+        out = measure(
+            home, "dns.py", "www.example.org", f"127.0.0.1:{responder.port}", endpoint_config=conf
+        )
+    finally:
+        responder.close()
+    assert "www.example.org is 10.1.2.3" in out
+
+
 def test_http_example_returns_the_whole_response(home: Path, tmp_path: Path) -> None:
     body = "<html>" + "x" * 20000 + "</html>\n"
     (tmp_path / "big.html").write_text(body)

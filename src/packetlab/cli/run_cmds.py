@@ -44,7 +44,8 @@ def _run(main: object) -> object:
     "--config",
     "config_path",
     type=click.Path(dir_okay=False),
-    help="Endpoint config (default: HOME/endpoint.toml from `packetlab init`).",
+    help="Endpoint config: our TOML (default: HOME/endpoint.toml from `packetlab init`) or the "
+    "reference's endpt.conf.",
 )
 @click.option(
     "--sessions",

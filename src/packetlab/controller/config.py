@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from packetlab.wire.codes import DEFAULT_EXP_PORT
+from packetlab.wire.refconf import conf_lines
 
 
 class ConfigError(ValueError):
@@ -90,12 +91,7 @@ def _load_xpmgr_conf(path: Path, text: str) -> ControllerConfig:
     private_key: Path | None = None
     program_dir: Path | None = None
     entries: list[ExperimentEntry] = []
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, _, value = line.partition(" ")
-        value = value.strip()
+    for number, key, value in conf_lines(text):
         if key == "ControllerPrivkeyPath":
             private_key = Path(value).expanduser()
         elif key == "ProgramDirPath":

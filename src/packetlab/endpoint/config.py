@@ -9,6 +9,7 @@ from pathlib import Path
 
 from packetlab.wire.codes import DEFAULT_EXP_PORT
 from packetlab.wire.hostport import split_host_port
+from packetlab.wire.refconf import conf_lines, conf_list
 
 __all__ = ["ConfigError", "EndpointConfig", "load_endpoint_config", "split_host_port"]
 
@@ -43,12 +44,19 @@ class EndpointConfig:
 
 
 def load_endpoint_config(path: Path) -> EndpointConfig:
+    """TOML (from `packetlab init`) or, if the file is not TOML, the reference's endpt.conf."""
     try:
-        data = tomllib.loads(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file (run `packetlab init`)") from None
-    except (tomllib.TOMLDecodeError, OSError) as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        if not _looks_like_endpt_conf(text):
+            raise ConfigError(f"{path}: {exc}") from None
+        return _load_endpt_conf(path, text)
     section = data.get("endpoint")
     if not isinstance(section, dict):
         raise ConfigError(f"{path}: no [endpoint] table")
@@ -61,27 +69,124 @@ def load_endpoint_config(path: Path) -> EndpointConfig:
         return tuple(base / Path(v) for v in value)
 
     try:
-        config = EndpointConfig(
-            private_key=base / section["private_key"],
-            cert_chain=paths("cert_chain"),
-            trusted_eop_keys=paths("trusted_eop_keys"),
-            controller=str(section.get("controller", f"127.0.0.1:{DEFAULT_EXP_PORT}")),
-            sni_key=str(section.get("sni_key", "")),
-            host_id=str(section.get("host_id", "pktendpt")),
-            buf_max=int(section.get("buf_max", 8388608)),
-            local_ipv4=tuple(section.get("local_ipv4", ["127.0.0.1/8"])),
-            local_ipv6=tuple(section.get("local_ipv6", [])),
-            dns_ipv4=tuple(section.get("dns_ipv4", [])),
-            dns_ipv6=tuple(section.get("dns_ipv6", [])),
-            transports=tuple(section.get("transports", ["tcp", "udp"])),
+        return _checked(
+            path,
+            EndpointConfig(
+                private_key=base / section["private_key"],
+                cert_chain=paths("cert_chain"),
+                trusted_eop_keys=paths("trusted_eop_keys"),
+                controller=str(section.get("controller", f"127.0.0.1:{DEFAULT_EXP_PORT}")),
+                sni_key=str(section.get("sni_key", "")),
+                host_id=str(section.get("host_id", "pktendpt")),
+                buf_max=int(section.get("buf_max", 8388608)),
+                local_ipv4=tuple(section.get("local_ipv4", ["127.0.0.1/8"])),
+                local_ipv6=tuple(section.get("local_ipv6", [])),
+                dns_ipv4=tuple(section.get("dns_ipv4", [])),
+                dns_ipv6=tuple(section.get("dns_ipv6", [])),
+                transports=tuple(section.get("transports", ["tcp", "udp"])),
+            ),
         )
     except KeyError as exc:
         raise ConfigError(f"{path}: [endpoint] needs {exc.args[0]}") from None
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+def _checked(path: Path, config: EndpointConfig) -> EndpointConfig:
     for net in (*config.local_ipv4, *config.local_ipv6):
         try:
             ipaddress.ip_interface(net)
         except ValueError:
             raise ConfigError(f"{path}: {net!r} is not ADDRESS/PREFIX") from None
+    unknown = set(config.transports) - {"raw", "tcp", "udp"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown transport {sorted(unknown)[0]!r} (raw, tcp, udp)")
     return config
+
+
+# the reference's endpt.conf ----------------------------------------------------------------
+
+_ENDPT_KEYS = {
+    "BufMax", "TransprotoSup", "RawModeLKM", "VMemLocalAddrStrIPv4", "VMemLocalAddrStrIPv6",
+    "VMemLocalDNSAddrStrIPv4", "VMemLocalDNSAddrStrIPv6", "HostID", "BrokerAddr",
+    "BrokerChannel", "AutoExtractChannel", "EndpointAgentCertPath", "BrokerChainRootPath",
+    "EndpointOpPubKeyPath", "SubPrivCertChainPath", "ControllerCertChainPath", "EndpointPrivKey",
+    "EndpointAttr", "NoSubMode", "NoSubModeSNIKey", "RLimDBPath", "WorkerBusyWaitMode",
+    "MonitorReportCrash", "MonitorDeadlineMillsec", "MonitorMemoryMax",
+}  # fmt: skip
+
+
+def _looks_like_endpt_conf(text: str) -> bool:
+    return any(key in _ENDPT_KEYS for _, key, _ in conf_lines(text))
+
+
+def _load_endpt_conf(path: Path, text: str) -> EndpointConfig:
+    """The keys of the reference's endpt.conf that apply (reference section 8). Relative
+    paths are taken from the file's directory; broker, monitor and raw-mode keys are kept in
+    ``extra`` for the components that will use them."""
+    base = path.parent
+    found: dict[str, tuple[int, str]] = {}
+    for number, key, value in conf_lines(text):
+        if key not in _ENDPT_KEYS:
+            raise ConfigError(f"{path}:{number}: unknown endpt.conf key {key!r}")
+        found[key] = (number, value)
+
+    def get(key: str, default: str = "") -> str:
+        return found[key][1] if key in found else default
+
+    def paths(key: str) -> tuple[Path, ...]:
+        return tuple(base / Path(p).expanduser() for p in conf_list(get(key)))
+
+    def integer(key: str, default: int) -> int:
+        try:
+            return int(get(key, str(default)), 0)
+        except ValueError:
+            raise ConfigError(f"{path}:{found[key][0]}: {key} needs a number") from None
+
+    if not get("EndpointPrivKey"):
+        raise ConfigError(f"{path}: EndpointPrivKey is required")
+    if not get("EndpointOpPubKeyPath"):
+        raise ConfigError(f"{path}: EndpointOpPubKeyPath is required")
+    used = {
+        "BufMax", "TransprotoSup", "VMemLocalAddrStrIPv4", "VMemLocalAddrStrIPv6",
+        "VMemLocalDNSAddrStrIPv4", "VMemLocalDNSAddrStrIPv6", "HostID", "EndpointOpPubKeyPath",
+        "ControllerCertChainPath", "EndpointPrivKey", "NoSubModeSNIKey",
+    }  # fmt: skip
+    return _checked(
+        path,
+        EndpointConfig(
+            private_key=base / Path(get("EndpointPrivKey")).expanduser(),
+            cert_chain=paths("ControllerCertChainPath"),
+            trusted_eop_keys=paths("EndpointOpPubKeyPath"),
+            sni_key=get("NoSubModeSNIKey"),
+            host_id=get("HostID", "pktendpt"),
+            buf_max=integer("BufMax", 8388608),
+            local_ipv4=tuple(
+                _interface_ipv4(path, item) if "/" not in item and ":" not in item else item
+                for item in conf_list(get("VMemLocalAddrStrIPv4", "127.0.0.1/24,127.0.0.2/24"))
+            ),
+            local_ipv6=tuple(conf_list(get("VMemLocalAddrStrIPv6"))),
+            dns_ipv4=tuple(conf_list(get("VMemLocalDNSAddrStrIPv4"))),
+            dns_ipv6=tuple(conf_list(get("VMemLocalDNSAddrStrIPv6"))),
+            transports=tuple(conf_list(get("TransprotoSup", "tcp,udp"))),
+            extra={key: value for key, (_, value) in found.items() if key not in used},
+        ),
+    )
+
+
+def _interface_ipv4(path: Path, name: str) -> str:
+    """ADDRESS/PREFIX of a Linux interface (the reference allows a name in the address list)."""
+    import fcntl
+    import socket
+    import struct
+
+    siocgifaddr, siocgifnetmask = 0x8915, 0x891B
+    request = struct.pack("256s", name.encode()[:15])
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            addr = fcntl.ioctl(sock.fileno(), siocgifaddr, request)[20:24]
+            mask = fcntl.ioctl(sock.fileno(), siocgifnetmask, request)[20:24]
+        except OSError as exc:
+            raise ConfigError(f"{path}: interface {name!r} has no IPv4 address ({exc})") from None
+    prefix = ipaddress.IPv4Network(f"0.0.0.0/{socket.inet_ntoa(mask)}").prefixlen
+    return f"{socket.inet_ntoa(addr)}/{prefix}"
