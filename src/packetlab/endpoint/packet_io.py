@@ -292,16 +292,19 @@ class PacketIO:
     # receiving --------------------------------------------------------------------------
 
     def _udp_readable(self, s: _Socket) -> None:
-        self._drain(s)  # a stamp left in the error queue would wake us forever
+        if s.pending:
+            self._drain(s)
         sock = s.sock
         if sock is None:
             return
         out = self._out
         head = _NDATA_HEAD.pack
-        for _ in range(READ_BURST):
+        for count in range(READ_BURST):
             try:
                 data, ancillary, _, addr = sock.recvmsg(RECV_SIZE, timestamps.ANCILLARY_SIZE)
             except (BlockingIOError, InterruptedError):
+                if count == 0:  # woken by the error queue alone: a late stamp would wake us
+                    self._drain(s)  # forever if left there
                 break
             except OSError:  # an ICMP error reported on the socket; nothing to read
                 break
@@ -314,13 +317,15 @@ class PacketIO:
         self._flush()  # now: the session process waits for this datagram
 
     def _tcp_readable(self, s: _Socket) -> None:
-        self._drain(s)
+        if s.pending:
+            self._drain(s)
         sock = s.sock
         if sock is None:
             return
         try:
             data, ancillary, _, _ = sock.recvmsg(RECV_SIZE, timestamps.ANCILLARY_SIZE)
         except (BlockingIOError, InterruptedError):
+            self._drain(s)  # woken by the error queue alone
             return
         except ConnectionResetError:
             self._loop.remove_reader(s.fd)
