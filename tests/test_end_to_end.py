@@ -4,6 +4,9 @@ certificates from `packetlab init`: the DNS and HTTP examples, as `make demo` ru
 from __future__ import annotations
 
 import asyncio
+import os
+import select
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -13,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from demo import PACKETLAB, measure  # noqa: E402
+from demo import PACKETLAB, free_port, measure  # noqa: E402
 from local_services import DnsResponder, HttpServer  # noqa: E402
 
 from packetlab import pki  # noqa: E402
@@ -26,7 +29,6 @@ from packetlab.tls.aio import accept_tls  # noqa: E402
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import subprocess
 
     root = tmp_path_factory.mktemp("e2e") / "home"
     subprocess.run([*PACKETLAB, "init", str(root)], check=True, capture_output=True, timeout=60)
@@ -122,3 +124,61 @@ def test_endpoint_survives_a_malformed_message_and_serves_the_next_session(home:
     assert seen[1] == w.encode(w.Result(w.ErrId.ECTLBADMSG))  # then reset
     assert seen[2] == w.encode(w.Result())  # second session: start
     assert seen[3] == w.encode(w.Mdata(0x10030000, b"pktendpt"))
+
+
+LINGERING_EXPERIMENT = """
+import asyncio, sys, time
+
+async def experiment(endpoint, args):
+    await endpoint.open_udp(1)
+    await endpoint.send_udp(1, "127.0.0.1", 9, b"x", at=time.time_ns() + 60_000_000_000, tag=1)
+    print("ready", flush=True)
+    await asyncio.sleep(60)
+"""
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:  # the process is gone, and so are its children links
+        return []
+
+
+def test_controller_killed_mid_experiment_leaves_nothing_on_the_endpoint(
+    home: Path, tmp_path: Path
+) -> None:
+    """kill -9 of the controller: the endpoint ends the session, its packet I/O process (with
+    the socket and the send scheduled a minute ahead) exits, and the endpoint goes on."""
+    experiment = tmp_path / "linger.py"
+    experiment.write_text(LINGERING_EXPERIMENT)
+    port = free_port()
+    controller = subprocess.Popen(
+        [*PACKETLAB, "--home", str(home), "controller", "-a", f"127.0.0.1:{port}", str(experiment)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    endpoint = subprocess.Popen(
+        [*PACKETLAB, "--home", str(home), "endpoint", f"127.0.0.1:{port}", "--sessions", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert controller.stdout is not None
+        ready, _, _ = select.select([controller.stdout], [], [], 30)
+        assert ready and controller.stdout.readline().strip() == "ready"
+        workers = _children(endpoint.pid)
+        assert len(workers) == 1  # the session's packet I/O process
+        controller.kill()
+        controller.wait(10)
+        assert endpoint.wait(15) == 0  # the session ended; --sessions 1 is done
+        assert _children(endpoint.pid) == []
+        for worker in workers:
+            with pytest.raises(ProcessLookupError):
+                os.kill(worker, 0)
+    finally:
+        for process in (controller, endpoint):
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        controller.stdout.close()  # type: ignore[union-attr]
