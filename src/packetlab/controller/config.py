@@ -7,11 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from packetlab.wire.codes import DEFAULT_EXP_PORT
-from packetlab.wire.refconf import conf_lines
+from packetlab.wire.refconf import ConfigError, conf_lines, read_config
 
-
-class ConfigError(ValueError):
-    """The configuration cannot be used; the message names the file and the key."""
+__all__ = ["ConfigError", "ControllerConfig", "ExperimentEntry", "load_controller_config"]
 
 
 @dataclass(frozen=True)
@@ -38,12 +36,7 @@ class ControllerConfig:
 
 def load_controller_config(path: Path) -> ControllerConfig:
     """TOML (from `packetlab init`) or, if the file is not TOML, the reference's xpmgr.conf."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file (run `packetlab init`)") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: {exc.strerror}") from None
+    text = read_config(path)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError:

@@ -9,13 +9,9 @@ from pathlib import Path
 
 from packetlab.wire.codes import DEFAULT_EXP_PORT
 from packetlab.wire.hostport import split_host_port
-from packetlab.wire.refconf import conf_lines, conf_list
+from packetlab.wire.refconf import ConfigError, conf_lines, conf_list, read_config
 
 __all__ = ["ConfigError", "EndpointConfig", "load_endpoint_config", "split_host_port"]
-
-
-class ConfigError(ValueError):
-    """The configuration file cannot be used; the message names the file and the key."""
 
 
 @dataclass(frozen=True)
@@ -45,12 +41,7 @@ class EndpointConfig:
 
 def load_endpoint_config(path: Path) -> EndpointConfig:
     """TOML (from `packetlab init`) or, if the file is not TOML, the reference's endpt.conf."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file (run `packetlab init`)") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: {exc.strerror}") from None
+    text = read_config(path)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

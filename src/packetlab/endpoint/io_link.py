@@ -176,12 +176,3 @@ class PacketIOLink:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
-
-    def close_now(self) -> None:
-        """Synchronous close, for use outside an event loop."""
-        self.close_channel()
-        try:
-            self.process.wait(EXIT_WAIT_S)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()

@@ -77,7 +77,6 @@ class _Socket:
         "fd",
         "fin_pending",
         "hosts",
-        "kind",
         "pending",
         "proto",
         "sends",
@@ -90,7 +89,6 @@ class _Socket:
         self.sktid = sktid
         self.family = family
         self.proto = proto
-        self.kind = kind
         self.sock: socket.socket | None = sock
         self.fd = sock.fileno()
         self.connected = kind == f.KIND_UDP

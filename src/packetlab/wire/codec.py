@@ -289,7 +289,7 @@ def check_nsend(t: int, b: bytes | bytearray, offset: int = 0) -> tuple[int, int
 
 
 def _dec_nsend(t: int, b: bytes) -> Message:
-    _, family, proto = check_nsend(t, b)
+    check_nsend(t, b)
     sktid, family, proto, time, tag = _NSEND_HEAD.unpack_from(b)
     if proto == Proto.UDP:
         alen = _ADDR_LEN[family]
