@@ -6,6 +6,13 @@ command -v python3 >/dev/null 2>&1 || need="$need python3"
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need="$need python3-venv"
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || {
     echo "packetlab needs Python >= 3.11 (Debian 12 ships 3.11)" >&2; exit 1; }
+# libpcap compiles tcpdump-style capture expressions; iproute2 builds testbeds; tcpdump is a
+# capture oracle in the tests.
+for lib in libpcap.so.0.8; do
+    ldconfig -p 2>/dev/null | grep -q "$lib" || need="$need libpcap0.8"
+done
+command -v ip >/dev/null 2>&1 || need="$need iproute2"
+command -v tcpdump >/dev/null 2>&1 || need="$need tcpdump"
 if [ -n "$need" ]; then
     if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
         echo "missing:$need; install them (as root: apt-get install$need)" >&2
