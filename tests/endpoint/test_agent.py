@@ -269,3 +269,47 @@ def test_packet_io_process_dying_ends_the_session_cleanly() -> None:
             assert agent.blocks == {} and agent.io.closed
 
     run(main())
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="raw sockets need CAP_NET_RAW (root)")
+
+
+def _icmp_echo(src: bytes, dst: bytes, seq: int) -> bytes:
+    """An IPv4 ICMP echo request built by hand (the packets module has its own tests)."""
+    import struct
+
+    def checksum(data: bytes) -> int:
+        total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+        total = (total >> 16) + (total & 0xFFFF)
+        return ~(total + (total >> 16)) & 0xFFFF
+
+    icmp = struct.pack("!BBHHH", 8, 0, 0, 0x4242, seq) + b"probe!"
+    icmp = icmp[:2] + struct.pack("!H", checksum(icmp)) + icmp[4:]
+    return struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(icmp), 0, 0, 64, 1, 0, src, dst) + icmp
+
+
+@needs_root
+def test_raw_socket_sends_whole_packets_with_tx_stamps_and_receives_nothing_unfiltered() -> None:
+    async def main() -> None:
+        info = vmem.EndpointInfo(
+            ipv4=[(LOOPBACK, bytes((255, 0, 0, 0)))],
+            transports=vmem.TRANSSUP_RAW | vmem.TRANSSUP_UDP,
+        )
+        async with session(info) as (ctl, _, _):
+            supported = await ctl.request(w.Mread(vmem.TRANSSUP, 4))
+            assert isinstance(supported, w.Mdata) and supported.data == bytes((0, 0, 0, 5))
+            assert await ctl.request(w.Nopen(1, 4, 0, 4096, ANY)) == w.Result()
+            block = await ctl.request(w.Mread(vmem.SOCKETS + vmem.SOCKET_BLOCK, 3))
+            assert isinstance(block, w.Mdata) and block.data == bytes((4, 0, 2))
+            before = time.time_ns()
+            for seq in range(3):
+                packet = _icmp_echo(LOOPBACK, LOOPBACK, seq)
+                assert await ctl.request(w.Nsend(1, 4, 0, 0, 10 + seq, packet)) == w.Result()
+            tags = await ctl.wait_note(w.Ntag, 3)
+            assert sorted(t.tag for t in tags) == [10, 11, 12]  # type: ignore[attr-defined]
+            assert all(before < t.time < time.time_ns() for t in tags)  # type: ignore[attr-defined]
+            await asyncio.sleep(0.2)  # the echo and its reply went by: no filter, no ndata
+            assert not [n for n in ctl.notes if isinstance(n, w.Ndata)]
+            assert await ctl.request(w.Nclose(1)) == w.Result()
+
+    run(main())

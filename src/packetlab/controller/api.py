@@ -232,6 +232,31 @@ class EndpointHandle:
         family = 6 if ":" in laddr else 4
         await self.call(w.Nopen(sktid, family, w.Proto.TCP, rbufsz, w.addr_bytes(laddr), lport))
 
+    async def open_raw(self, sktid: int, family: int = 4, laddr: str | None = None) -> None:
+        """A raw IP socket: send whole IP packets, receive what an ncap filter lets through
+        (nothing until ``capture``). Needs TRANSSUP raw on the endpoint."""
+        local = laddr or ("::" if family == 6 else ANY4)
+        await self.call(w.Nopen(sktid, family, w.Proto.RAW, 65536, w.addr_bytes(local)))
+
+    async def send_raw(
+        self, sktid: int, packet: bytes, *, at: int = 0, tag: int = 0, family: int | None = None
+    ) -> None:
+        """Send a whole IP packet (its version picks the family unless given)."""
+        fam = family or (6 if packet[:1] and packet[0] >> 4 == 6 else 4)
+        await self.call(w.Nsend(sktid, fam, w.Proto.RAW, at, tag, bytes(packet)))
+
+    async def capture(
+        self, sktid: int, program: bytes | str, *, until: int = 0, family: int = 4
+    ) -> None:
+        """Install a capture filter on a raw socket until endpoint time ``until`` (0: for the
+        socket's life): an encoded pktlab program, or a tcpdump/pcap-filter expression
+        ("icmp and src host 198.18.0.9"), compiled here with libpcap and sent as eBPF."""
+        if isinstance(program, str):
+            from packetlab.programs.pcap import compile_expression
+
+            program = compile_expression(program)
+        await self.call(w.Ncap(sktid, family, w.Proto.RAW, until, program))
+
     async def close(self, sktid: int) -> None:
         await self.call(w.Nclose(sktid))
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import struct
 import time
 from collections import deque
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from packetlab import wire as w
 from packetlab.endpoint import io_frames as f
 from packetlab.endpoint.io_link import PacketIOLink
-from packetlab.endpoint.sockets import open_socket
+from packetlab.endpoint.sockets import open_raw, open_socket
 from packetlab.endpoint.vmem import (
     TRANSSUP_RAW,
     TRANSSUP_TCP,
@@ -91,6 +92,7 @@ class SessionAgent:
         self.memory = InfoMemory(info, self.blocks, self.send_times)
         self._held: dict[int, _Held] = {}
         self._closing: dict[int, int] = {}  # sktid -> nclose frames not yet confirmed
+        self._receivers: dict[int, socket.socket] = {}  # raw sktid -> its receiver (a dup)
         self._buf_used = 0
         self.closed_reason = ""
         self.yielded = False
@@ -151,6 +153,8 @@ class SessionAgent:
     def cleanup(self) -> None:
         """Forget every socket and tell the packet I/O process to close them and exit."""
         self.blocks.clear()
+        for sktid in list(self._receivers):
+            self._forget_receiver(sktid)
         self._held.clear()
         self._closing.clear()
         self._buf_used = 0
@@ -220,26 +224,33 @@ class SessionAgent:
             self._reply(w.ErrId.ESKTINUSE)
             return
         want = {w.Proto.RAW: TRANSSUP_RAW, w.Proto.TCP: TRANSSUP_TCP, w.Proto.UDP: TRANSSUP_UDP}
-        if not self.info.transports & want[w.Proto(msg.proto)] or msg.proto == w.Proto.RAW:
+        if not self.info.transports & want[w.Proto(msg.proto)]:
             self._reply(w.ErrId.ESKTNOPROTO)
             return
         if msg.family == w.Family.IPV6 and not self.info.ipv6:
             self._reply(w.ErrId.ESKTNOPRFAM)
             return
         try:
-            sock, kind, laddr, lport = open_socket(
-                msg.family, msg.proto, msg.laddr, msg.lport, msg.raddr, msg.rport
-            )
+            if msg.proto == w.Proto.RAW:
+                sender, receiver, laddr = open_raw(msg.family, msg.laddr)
+                self._receivers[msg.sktid] = receiver.dup()  # ncap attaches filters to it
+                socks, kind, lport = [sender, receiver], f.KIND_RAW, 0
+            else:
+                sock, kind, laddr, lport = open_socket(
+                    msg.family, msg.proto, msg.laddr, msg.lport, msg.raddr, msg.rport
+                )
+                socks = [sock]
         except OSError as exc:
             log.info("nopen %d failed: %s", msg.sktid, exc)
             self._reply(w.ErrId.ESKTNOADDR)
             return
-        state = w.SocketState.OPEN if kind == f.KIND_UDP else w.SocketState.OPENING
+        opened = kind in (f.KIND_UDP, f.KIND_RAW)
+        state = w.SocketState.OPEN if opened else w.SocketState.OPENING
         self.blocks[msg.sktid] = SocketBlock(
             msg.family, msg.proto, state, laddr, msg.raddr or b"", lport, msg.rport, msg.rbufsz
         )
         self._held[msg.sktid] = _Held()
-        self.io.hand_over(sock, msg.sktid, msg.family, msg.proto, kind)
+        self.io.hand_over(socks, msg.sktid, msg.family, msg.proto, kind)
         self._reply()
 
     def _nclose(self, msg: w.Nclose) -> None:
@@ -251,9 +262,15 @@ class SessionAgent:
         if held is not None:
             self._buf_used -= sum(size for _, size, _ in held.queue)
         self.blocks.pop(msg.sktid)
+        self._forget_receiver(msg.sktid)
         self._closing[msg.sktid] = self._closing.get(msg.sktid, 0) + 1
         self.io.send(encode(msg))
         self._reply()
+
+    def _forget_receiver(self, sktid: int) -> None:
+        receiver = self._receivers.pop(sktid, None)
+        if receiver is not None:
+            receiver.close()
 
     def _check_socket(self, sktid: int, family: int, proto: int) -> bool:
         block = self.blocks.get(sktid)

@@ -2,7 +2,8 @@
 
 Every frame has pktlab's header (type u8 | body length u24). Session → packet I/O: pktlab
 ``nsend``, ``nctl`` and ``nclose`` bodies exactly as the controller sent them, and ADOPT (a
-socket handed over with SCM_RIGHTS, already bound, connecting or listening). Packet I/O →
+socket handed over with SCM_RIGHTS, already bound, connecting or listening; a raw socket
+travels as two: its IP sender and its packet receiver). Packet I/O →
 session: pktlab ``ntag`` and ``ndata`` frames ready to forward to the controller, STATE (a
 socket's new vmem STAT value, then an ``nstat`` body when the controller is to be told), and
 CLOSED (the socket of an ``nclose`` is gone: no frame for that sktid follows from the old one).
@@ -18,7 +19,7 @@ STATE = 0xE1
 CLOSED = 0xE2
 ADOPT_BODY = struct.Struct(">BBBB")  # sktid, family, proto, kind
 STATE_HEAD = struct.Struct(">bB")  # vmem STAT (int8), sktid
-KIND_UDP, KIND_TCP_CONNECT, KIND_TCP_LISTEN = 0, 1, 2
+KIND_UDP, KIND_TCP_CONNECT, KIND_TCP_LISTEN, KIND_RAW = 0, 1, 2, 3
 MAX_FDS_PER_READ = 16
 
 

@@ -28,7 +28,7 @@ class PacketIOLink:
         self.process = process
         self._channel = channel
         self._fd = channel.fileno()
-        # [bytes to write, socket whose descriptor travels with the first byte, or None]
+        # [bytes to write, sockets whose descriptors travel with the first byte, or None]
         self._chunks: deque[list[object]] = deque()
         self._writing = False
         self._inbuf = bytearray()
@@ -80,14 +80,16 @@ class PacketIOLink:
             self._chunks.append([bytearray(frame), None])
 
     def hand_over(
-        self, sock: socket.socket, sktid: int, family: int, proto: int, kind: int
+        self, socks: list[socket.socket], sktid: int, family: int, proto: int, kind: int
     ) -> None:
-        """Move ``sock`` to the packet I/O process as ``sktid``; our copy closes once sent."""
+        """Move ``socks`` (one, or a raw socket's sender and receiver) to the packet I/O
+        process as ``sktid``; our copies close once sent."""
         if self.closed:
-            sock.close()
+            for sock in socks:
+                sock.close()
             return
         body = f.ADOPT_BODY.pack(sktid, family, proto, kind)
-        self._chunks.append([bytearray(f.frame(f.ADOPT, body)), sock])
+        self._chunks.append([bytearray(f.frame(f.ADOPT, body)), socks])
 
     def flush(self) -> None:
         if self._writing or self.closed:
@@ -97,12 +99,13 @@ class PacketIOLink:
             data, sock = chunks[0]
             assert isinstance(data, bytearray)
             try:
-                if isinstance(sock, socket.socket):
-                    fds = array("i", [sock.fileno()])
+                if isinstance(sock, list):
+                    fds = array("i", [s.fileno() for s in sock])
                     sent = self._channel.sendmsg(
                         [data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)]
                     )
-                    sock.close()  # the process has its own descriptor now
+                    for s in sock:
+                        s.close()  # the process has its own descriptors now
                     chunks[0][1] = None
                 else:
                     sent = self._channel.send(data)
@@ -160,9 +163,10 @@ class PacketIOLink:
             for remove in (self._loop.remove_reader, self._loop.remove_writer):
                 with contextlib.suppress(Exception):
                     remove(self._fd)
-        for _, sock in self._chunks:
-            if isinstance(sock, socket.socket):
-                sock.close()
+        for _, socks in self._chunks:
+            if isinstance(socks, list):
+                for sock in socks:
+                    sock.close()
         self._chunks.clear()
         self._channel.close()
 

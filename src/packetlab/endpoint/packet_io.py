@@ -37,7 +37,7 @@ from typing import Any
 
 from packetlab.endpoint import io_frames as f
 from packetlab.endpoint import timestamps
-from packetlab.endpoint.sockets import ip_raw, ip_text
+from packetlab.endpoint.sockets import PACKET_HOST, ip_raw, ip_text
 from packetlab.wire.codes import ErrId, MsgType, NstatCode, Proto, SocketState
 
 log = logging.getLogger("packetlab.endpoint.packet_io")
@@ -65,6 +65,7 @@ _NTAG_ERR_WORD = MsgType.NTAG << 24 | 13
 _NDATA = int(MsgType.NDATA) << 24
 _FD_SPACE = socket.CMSG_SPACE(f.MAX_FDS_PER_READ * 4)
 _UDP = int(Proto.UDP)
+_RAW = int(Proto.RAW)
 
 
 class _Socket:
@@ -79,6 +80,7 @@ class _Socket:
         "hosts",
         "pending",
         "proto",
+        "receiver",
         "sends",
         "since_drain",
         "sktid",
@@ -91,7 +93,7 @@ class _Socket:
         self.proto = proto
         self.sock: socket.socket | None = sock
         self.fd = sock.fileno()
-        self.connected = kind == f.KIND_UDP
+        self.connected = kind in (f.KIND_UDP, f.KIND_RAW)
         self.sends = 0  # the kernel's OPT_ID counter: datagrams on UDP, bytes on TCP
         self.since_drain = 0
         # stamp key -> (tag, clock before the send, learn the path delay from it)
@@ -99,6 +101,16 @@ class _Socket:
         self.backlog = bytearray()
         self.fin_pending = False
         self.hosts: dict[bytes, str] = {}  # raw address -> text, for sendto
+        self.receiver: socket.socket | None = None  # a raw socket's packet receiver
+
+    def host(self, raw: bytes) -> str:
+        """The text form of a destination address, for sendto (cached)."""
+        host = self.hosts.get(raw)
+        if host is None:
+            if len(self.hosts) > 1024:
+                self.hosts.clear()
+            host = self.hosts[raw] = ip_text(raw)
+        return host
 
 
 class PacketIO:
@@ -218,7 +230,13 @@ class PacketIO:
         self._close(sktid)
         s = _Socket(sktid, family, proto, kind, sock)
         self.sockets[sktid] = s
-        if kind == f.KIND_UDP:
+        if kind == f.KIND_RAW:
+            receiver = socket.socket(fileno=self._fds.popleft())
+            receiver.setblocking(False)
+            s.receiver = receiver
+            self._loop.add_reader(receiver.fileno(), self._raw_readable, s)
+            self._loop.add_reader(s.fd, self._drain, s)  # the sender's TX stamps
+        elif kind == f.KIND_UDP:
             self._loop.add_reader(s.fd, self._udp_readable, s)
         elif kind == f.KIND_TCP_CONNECT:
             self._loop.add_writer(s.fd, self._tcp_connected, s)
@@ -235,6 +253,11 @@ class PacketIO:
         s.sock.close()
         s.sock = None
         s.pending.clear()
+        if s.receiver is not None:
+            with contextlib.suppress(Exception):
+                self._loop.remove_reader(s.receiver.fileno())
+            s.receiver.close()
+            s.receiver = None
 
     def _state(self, s: _Socket, state: int, nstat_code: int | None = None) -> None:
         body = f.STATE_HEAD.pack(state, s.sktid)
@@ -314,6 +337,27 @@ class PacketIO:
             out += data
         self._flush()  # now: the session process waits for this datagram
 
+    def _raw_readable(self, s: _Socket) -> None:
+        """Whole IP packets that the socket's ncap filter let through, as ndata."""
+        receiver = s.receiver
+        if receiver is None:
+            return
+        out = self._out
+        head = _NDATA_HEAD.pack
+        for _ in range(READ_BURST):
+            try:
+                data, ancillary, _, addr = receiver.recvmsg(RECV_SIZE, timestamps.ANCILLARY_SIZE)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                break
+            if addr[2] != PACKET_HOST:  # our own sends, other hosts' traffic
+                continue
+            stamp = timestamps.rx_time(ancillary) or time.time_ns()
+            out += head(_NDATA | (11 + len(data)), s.sktid, s.family, _RAW, stamp)
+            out += data
+        self._flush()
+
     def _tcp_readable(self, s: _Socket) -> None:
         if s.pending:
             self._drain(s)
@@ -350,14 +394,18 @@ class PacketIO:
             return
         if proto == _UDP:
             end = 17 + (4 if family == 4 else 16)
-            raw = frame[17:end]
-            host = s.hosts.get(raw)
-            if host is None:
-                if len(s.hosts) > 1024:
-                    s.hosts.clear()
-                host = s.hosts[raw] = ip_text(raw)
             payload = frame[end + 2 :]
-            target: tuple[str, int] | None = (host, _PORT.unpack_from(frame, end)[0])
+            target: tuple[str, int] | None = (
+                s.host(frame[17:end]),
+                _PORT.unpack_from(frame, end)[0],
+            )
+        elif proto == _RAW:
+            payload = frame[17:]
+            dst = payload[16:20] if family == 4 else payload[24:40]
+            if len(dst) not in (4, 16):
+                self._send_failed(sktid, tag)
+                return
+            target = (s.host(dst), 0)
         else:
             payload = frame[17:]
             target = None

@@ -11,6 +11,7 @@ from packetlab import pki
 from packetlab.endpoint.agent import SessionAgent
 from packetlab.endpoint.config import EndpointConfig, split_host_port
 from packetlab.endpoint.io_link import PacketIOLink
+from packetlab.endpoint.sockets import IP4HDRMOD_LINUX, IP6HDRMOD_LINUX, has_cap_net_raw
 from packetlab.endpoint.vmem import TRANSSUP_RAW, TRANSSUP_TCP, TRANSSUP_UDP, EndpointInfo
 from packetlab.tls import TlsError, TlsIdentity, client_context
 from packetlab.tls.aio import connect_tls
@@ -26,8 +27,10 @@ def endpoint_info(config: EndpointConfig) -> EndpointInfo:
     bits = {"raw": TRANSSUP_RAW, "tcp": TRANSSUP_TCP, "udp": TRANSSUP_UDP}
     transports = 0
     for name in config.transports:
-        if name != "raw":  # raw sockets arrive with the guardian (next issue)
-            transports |= bits.get(name, 0)
+        transports |= bits.get(name, 0)
+    if transports & TRANSSUP_RAW and not has_cap_net_raw():
+        log.warning("raw sockets configured but this process lacks CAP_NET_RAW: raw is off")
+        transports &= ~TRANSSUP_RAW
     return EndpointInfo(
         ipv4=ipv4,
         ipv6=[ipaddress.IPv6Interface(t).ip.packed for t in config.local_ipv6],
@@ -36,6 +39,8 @@ def endpoint_info(config: EndpointConfig) -> EndpointInfo:
         transports=transports,
         buf_max=config.buf_max,
         host_id=config.host_id,
+        ip4hdrmod=IP4HDRMOD_LINUX if transports & TRANSSUP_RAW else bytes(12),
+        ip6hdrmod=IP6HDRMOD_LINUX if transports & TRANSSUP_RAW else bytes(8),
     )
 
 
