@@ -1,0 +1,160 @@
+"""The guardian's packet log: every sent and received packet, in pcapng files.
+
+One file per endpoint process and rotation, ``STATE/log/packets-<start>-p<pid>-<seq>.pcapng``
+(``<start>`` the first packet's time, UTC, so names sort by time). Packets collect in a memory
+buffer that is written (one ``write``) when it passes 256 KiB, when :meth:`PacketLog.tick` finds
+``flush_ms`` elapsed since the last write, and at close. Written data survives a kill -9 of the
+process, so at most the last ``flush_ms`` of packets is lost if the owner calls ``tick`` at least
+that often. A file is rotated past ``rotate_bytes``; the oldest files of the directory are
+deleted while together they exceed ``keep_bytes`` (files written in the last two flush periods,
+such as the open files of other endpoint processes, are kept).
+"""
+
+# ruff: noqa: PLR1730 - on the send path, an if is cheaper than calling max()
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from packetlab.guardian._errors import PacketLogError
+from packetlab.guardian.config import LogConfig
+from packetlab.guardian.pcapng import (
+    EpbOptions,
+    append_packet,
+    interface_description,
+    section_header,
+)
+
+FLUSH_BYTES = 256 * 1024
+PATTERN = "packets-*.pcapng"
+
+
+@dataclass(slots=True)
+class LogFile:
+    """A pcapng file of the log and the time range of its packets."""
+
+    path: Path
+    first_ns: int
+    last_ns: int
+    size: int = 0
+
+
+def _stamp(ts_ns: int) -> str:
+    moment = datetime.datetime.fromtimestamp(ts_ns / 1e9, tz=datetime.UTC)
+    return moment.strftime("%Y%m%dT%H%M%S") + f"{ts_ns % 1_000_000_000:09d}"
+
+
+class PacketLog:
+    """Buffered pcapng writer with rotation and retention; time is a parameter."""
+
+    def __init__(self, directory: Path, config: LogConfig, *, name: str = "packetlab") -> None:
+        self.directory = directory
+        self.config = config
+        self.name = name
+        self.snaplen = config.snaplen
+        self.flush_ns = config.flush_ms * 1_000_000
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._fd: int | None = None
+        self._seq = 0
+        self._last_flush_ns = 0
+        self.current: LogFile | None = None
+        self.closed_files: list[LogFile] = []
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise PacketLogError(f"{directory}: cannot create the log directory: {exc}") from None
+
+    def _open(self, ts_ns: int) -> None:
+        self._seq += 1
+        path = self.directory / f"packets-{_stamp(ts_ns)}-p{os.getpid()}-{self._seq:04d}.pcapng"
+        try:
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        except OSError as exc:
+            raise PacketLogError(f"{path}: cannot open: {exc}") from None
+        head = section_header("packetlab guardian") + interface_description(self.snaplen, self.name)
+        try:
+            os.write(self._fd, head)  # a new file is a valid (empty) pcapng at once
+        except OSError as exc:
+            raise PacketLogError(f"{path}: cannot write: {exc}") from None
+        self.current = LogFile(path, ts_ns, ts_ns, len(head))
+        self._last_flush_ns = ts_ns
+
+    def write(
+        self, ts_ns: int, head: bytes, body: bytes, orig_len: int, options: EpbOptions
+    ) -> None:
+        """Log one packet, ``head + body`` from its IP header (``options``: packet_options)."""
+        if self._fd is None:
+            self._open(ts_ns)
+        current = self.current
+        assert current is not None
+        if ts_ns > current.last_ns:
+            current.last_ns = ts_ns
+        self._size += append_packet(
+            self._chunks, ts_ns, head, body, orig_len, self.snaplen, options
+        )
+        if self._size >= FLUSH_BYTES or ts_ns - self._last_flush_ns >= self.flush_ns:
+            self.flush(ts_ns)
+
+    def tick(self, now_ns: int) -> None:
+        """Write the buffer if ``flush_ms`` has passed since the last write."""
+        if self._chunks and now_ns - self._last_flush_ns >= self.flush_ns:
+            self.flush(now_ns)
+
+    def next_flush_ns(self) -> int | None:
+        return self._last_flush_ns + self.flush_ns if self._chunks else None
+
+    def flush(self, now_ns: int) -> None:
+        self._last_flush_ns = now_ns
+        if not self._chunks or self._fd is None or self.current is None:
+            return
+        data = b"".join(self._chunks)
+        self._chunks.clear()
+        self._size = 0
+        try:
+            view = memoryview(data)
+            written = 0
+            while written < len(data):
+                written += os.write(self._fd, view[written:])
+        except OSError as exc:
+            raise PacketLogError(f"{self.current.path}: cannot write: {exc}") from None
+        self.current.size += len(data)
+        if self.current.size >= self.config.rotate_bytes:
+            self._rotate(now_ns)
+
+    def _rotate(self, now_ns: int) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+        self._fd = None
+        if self.current is not None:
+            self.closed_files.append(self.current)
+        self.current = None
+        self._enforce_retention(now_ns)
+
+    def _enforce_retention(self, now_ns: int) -> None:
+        """Delete the oldest files while all together exceed keep_bytes. A file written within
+        the last two flush periods may be another process's open file and is kept."""
+        busy_after = now_ns - 2 * self.flush_ns
+        files = []
+        for path in sorted(self.directory.glob(PATTERN)):
+            with contextlib.suppress(OSError):
+                st = path.stat()
+                files.append((path, st.st_size, st.st_mtime_ns))
+        total = sum(size for _, size, _ in files)
+        for path, size, mtime_ns in files:
+            if total <= self.config.keep_bytes:
+                break
+            if mtime_ns >= busy_after:
+                continue
+            with contextlib.suppress(OSError):
+                path.unlink()
+                total -= size
+
+    def close(self, now_ns: int) -> None:
+        self.flush(now_ns)
+        self._rotate(now_ns)
