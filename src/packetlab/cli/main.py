@@ -38,11 +38,15 @@ def _register() -> None:
     from packetlab.cli.init_cmd import init
     from packetlab.cli.pki_cmd import pki_group
     from packetlab.cli.run_cmds import controller, endpoint
+    from packetlab.cli.testbed_cmd import testbed
+    from packetlab.cli.traceback_cmd import traceback
 
     cli.add_command(pki_group)
     cli.add_command(init)
     cli.add_command(endpoint)
     cli.add_command(controller)
+    cli.add_command(testbed)
+    cli.add_command(traceback)
 
 
 _register()
