@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from local_services import DnsResponder, HttpServer
@@ -28,7 +29,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def measure(home: Path, experiment: str, *args: str, endpoint_config: Path | None = None) -> str:
+def measure(
+    home: Path,
+    experiment: str,
+    *args: str,
+    endpoint_config: Path | None = None,
+    endpoint_args: Sequence[str] = (),
+) -> str:
     port = free_port()
     controller = subprocess.Popen(
         [
@@ -55,6 +62,7 @@ def measure(home: Path, experiment: str, *args: str, endpoint_config: Path | Non
             str(home),
             "endpoint",
             *(["-c", str(endpoint_config)] if endpoint_config else []),
+            *endpoint_args,
             f"127.0.0.1:{port}",
             "--sessions",
             "1",

@@ -54,10 +54,19 @@ def test_endpoint_runs_from_a_reference_endpt_conf(home: Path, tmp_path: Path) -
         f"EndpointOpPubKeyPath {home}/keys/k_eop.pub\n"
         f"ControllerCertChainPath {home}/certs/subcmd_eop_ep.cert\nNoSubMode 1\n"
     )
+    # endpt.conf has no guardian keys; the DNS server is on this host, which the guardian
+    # refuses unless the operator allows it
+    policy = tmp_path / "guardian.toml"
+    policy.write_text('[source_policy]\nallow_dest = ["127.0.0.0/8"]\n')
     responder = DnsResponder({"www.example.org": "10.1.2.3"})
     try:
         out = measure(
-            home, "dns.py", "www.example.org", f"127.0.0.1:{responder.port}", endpoint_config=conf
+            home,
+            "dns.py",
+            "www.example.org",
+            f"127.0.0.1:{responder.port}",
+            endpoint_config=conf,
+            endpoint_args=["--guardian", str(policy), "--state-dir", str(tmp_path / "state")],
         )
     finally:
         responder.close()
@@ -131,7 +140,7 @@ import asyncio, sys, time
 
 async def experiment(endpoint, args):
     await endpoint.open_udp(1)
-    await endpoint.send_udp(1, "127.0.0.1", 9, b"x", at=time.time_ns() + 60_000_000_000, tag=1)
+    await endpoint.send_udp(1, "127.0.0.1", 9999, b"x", at=time.time_ns() + 60_000_000_000, tag=1)
     print("ready", flush=True)
     await asyncio.sleep(60)
 """

@@ -79,7 +79,14 @@ local_ipv6 = []
 dns_ipv4 = []
 dns_ipv6 = []
 transports = ["tcp", "udp"]
-usage_db = "endpoint-usage.sqlite"
+# the guardian's usage database, packet log (pcapng) and traffic index (packetlab traceback)
+state_dir = "guardian"
+
+# The guardian (Scriptroute's network guardian) judges every packet this endpoint sends.
+# By default it refuses anything to this host or its subnets; this embedded set-up measures
+# services on loopback, so it allows that. Remove allow_dest on an endpoint that others use.
+[guardian.source_policy]
+allow_dest = ["127.0.0.0/8", "::1/128"]
 """
 
 CONTROLLER_TOML = f"""\

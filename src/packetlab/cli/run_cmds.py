@@ -59,6 +59,19 @@ def _run(main: object) -> object:
     default=None,
     help="Give up after this many failed dials in a row (default: keep trying).",
 )
+@click.option(
+    "--guardian",
+    "guardian_path",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Guardian policy TOML (source policy, rate profiles, opt-out, log), in place of the "
+    "config's [guardian] table. Useful with a reference endpt.conf, which has none.",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False),
+    help="Where the guardian keeps usage, the packet log and the traffic index "
+    "(default: guardian/ beside the config).",
+)
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.argument("controller", required=False)
 @click.pass_context
@@ -67,23 +80,33 @@ def endpoint(
     config_path: str | None,
     sessions: int | None,
     attempts: int | None,
+    guardian_path: str | None,
+    state_dir: str | None,
     verbose: int,
     controller: str | None,
 ) -> None:
     """Run a measurement endpoint that dials CONTROLLER ([HOST]:PORT; default: the config's).
 
     Broker-less mode, like `pktendpt` with NoSubMode: dial, serve the session, and dial again,
-    with backoff when the controller is not there.
+    with backoff when the controller is not there. Every packet a controller asks for passes
+    the guardian first (see --guardian); `packetlab traceback ADDR` tells who sent what.
     """
+    from dataclasses import replace
+
     from packetlab.endpoint.config import ConfigError, load_endpoint_config
     from packetlab.endpoint.runner import Endpoint
+    from packetlab.guardian import GuardianConfig, GuardianError
 
     _logging(verbose)
     path = Path(config_path) if config_path else home_of(ctx) / "endpoint.toml"
     try:
         config = load_endpoint_config(path)
-    except ConfigError as exc:
+        if guardian_path:
+            config = replace(config, guardian=GuardianConfig.from_toml(Path(guardian_path)))
+    except (ConfigError, GuardianError) as exc:
         raise BadInput(str(exc)) from None
+    if state_dir:
+        config = replace(config, state_dir=Path(state_dir))
     served = _run(Endpoint(config).serve(controller, sessions=sessions, attempts=attempts))
     click.echo(f"endpoint: {served or 0} session(s) served", err=True)
 

@@ -196,6 +196,16 @@ class EndpointHandle:
     async def host_id(self) -> str:
         return (await self.mread(vmem.HOSTID, 0x100)).split(b"\0", 1)[0].decode("utf-8", "replace")
 
+    async def addresses(self) -> tuple[list[str], list[str]]:
+        """The endpoint's exported IPv4 and IPv6 addresses (IP4LS, IP6LS), in its order."""
+        counts = await self.mread(vmem.IP4NO, 2)
+        v4 = await self.mread(vmem.IP4LS, 8 * counts[0]) if counts[0] else b""
+        v6 = await self.mread(vmem.IP6LS, 16 * counts[1]) if counts[1] else b""
+        return (
+            [w.addr_text(v4[i : i + 4]) for i in range(0, len(v4), 8)],
+            [w.addr_text(v6[i : i + 16]) for i in range(0, len(v6), 16)],
+        )
+
     async def open_udp(
         self, sktid: int, laddr: str = ANY4, lport: int = 0, rbufsz: int = 65536
     ) -> None:

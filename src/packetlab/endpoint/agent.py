@@ -22,10 +22,13 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+from packetlab import packets
 from packetlab import wire as w
 from packetlab.endpoint import io_frames as f
+from packetlab.endpoint.guarding import raw_probe, send_time, tcp_probe, udp_probe
 from packetlab.endpoint.io_link import PacketIOLink
-from packetlab.endpoint.sockets import open_raw, open_socket
+from packetlab.endpoint.raw_sockets import drop_everything, open_raw
+from packetlab.endpoint.sockets import open_socket
 from packetlab.endpoint.vmem import (
     TRANSSUP_RAW,
     TRANSSUP_TCP,
@@ -34,6 +37,11 @@ from packetlab.endpoint.vmem import (
     InfoMemory,
     SocketBlock,
 )
+from packetlab.guardian import ExperimentGuard, Probe
+from packetlab.pki import Limits, VerifiedChain
+from packetlab.programs import FilterSet, ProgramError, decode_program
+from packetlab.programs import digest as program_digest
+from packetlab.programs.kernel import attach_filter
 from packetlab.wire.codec import encode
 from packetlab.wire.session import (
     EndpointSession,
@@ -53,6 +61,8 @@ _BIT_NTAG, _BIT_NSTAT, _BIT_NDATA = (
     int(w.NotifMask.NDATA),
 )
 _UDP = int(w.Proto.UDP)
+_TCP = int(w.Proto.TCP)
+_RAW = int(w.Proto.RAW)
 _RESULT_OK = encode(w.Result())
 
 
@@ -71,7 +81,10 @@ class SessionAgent:
     """Serves one session. ``read`` returns plaintext (b"" at EOF); ``write`` sends bytes.
 
     ``io`` is the session's packet I/O process (spawned here when None); it is closed when
-    the session ends."""
+    the session ends. ``guard`` is the guardian of this experiment: every packet passes it
+    before it goes to the packet I/O process, every received one before the controller sees
+    it. ``chain`` is the controller's verified chain: its certificate filters must be uploaded
+    (cdata) before start and then run on every raw packet received."""
 
     def __init__(
         self,
@@ -80,6 +93,8 @@ class SessionAgent:
         write: Callable[[bytes], None],
         clock: Callable[[], int] = time.time_ns,
         io: PacketIOLink | None = None,
+        guard: ExperimentGuard | None = None,
+        chain: VerifiedChain | None = None,
     ) -> None:
         self.info = info
         self._read = read
@@ -93,11 +108,21 @@ class SessionAgent:
         self._held: dict[int, _Held] = {}
         self._closing: dict[int, int] = {}  # sktid -> nclose frames not yet confirmed
         self._receivers: dict[int, socket.socket] = {}  # raw sktid -> its receiver (a dup)
+        self._capture_ends: dict[int, asyncio.TimerHandle] = {}
         self._buf_used = 0
         self.closed_reason = ""
         self.yielded = False
         self._io_gone = False
         self._task: asyncio.Task[object] | None = None
+        self.guard = guard
+        # sends the guardian shaped: (probe, logged bytes, frame), asked again in order
+        self._shaped: deque[tuple[Probe, bytes, bytes]] = deque()
+        self._shaped_timer: asyncio.TimerHandle | None = None
+        limits = chain.limits if chain is not None else Limits.NONE
+        self._filters_wanted = set(limits.filter)
+        self._monitors_wanted = set(limits.monitor)
+        self._filter_programs: dict[bytes, bytes] = {}
+        self.cert_filters = FilterSet()
 
     # session loop -----------------------------------------------------------------------
 
@@ -143,8 +168,11 @@ class SessionAgent:
         for event in events:
             if isinstance(event, NsendReceived):  # the hot path: forwarded undecoded
                 if self._check_socket(event.sktid, event.family, event.proto):
-                    self.core.send_encoded(_RESULT_OK)
-                    self.io.send(event.frame)
+                    if self.guard is None:
+                        self.core.send_encoded(_RESULT_OK)
+                        self.io.send(event.frame)
+                    else:
+                        self._guarded_send(event)
             elif isinstance(event, SessionClosed):
                 self.closed_reason = event.reason
             elif isinstance(event, RequestReceived):
@@ -157,6 +185,12 @@ class SessionAgent:
             self._forget_receiver(sktid)
         self._held.clear()
         self._closing.clear()
+        self._shaped.clear()
+        if self._shaped_timer is not None:
+            self._shaped_timer.cancel()
+            self._shaped_timer = None
+        if self.guard is not None:
+            self.guard.close(self.clock())
         self._buf_used = 0
         self.core.close()
         self.io.close_channel()
@@ -185,12 +219,35 @@ class SessionAgent:
             self._reply(w.ErrId.EUNKFAULT)
 
     def _cdata(self, msg: w.Cdata) -> None:
-        # certificate-mandated programs arrive in the next issues; nothing is listed yet
-        self._reply(
-            w.ErrId.ECRTBADHINT if msg.hint not in ("filter", "monitor") else w.ErrId.ECRTBADHDAT
-        )
+        """A program the chain lists: certificate filters are compiled (our verifier and
+        translator) and kept; WASM monitors are not run by this endpoint yet."""
+        if msg.hint not in ("filter", "monitor"):
+            self._reply(w.ErrId.ECRTBADHINT)
+            return
+        digest = program_digest(msg.data)
+        wanted = self._filters_wanted if msg.hint == "filter" else self._monitors_wanted
+        if digest not in wanted:
+            self._reply(w.ErrId.ECRTBADHDAT)
+            return
+        if msg.hint == "monitor":
+            self._reply(w.ErrId.ECRTBADFRM)
+            return
+        try:
+            FilterSet([msg.data])
+        except ProgramError as exc:
+            log.info("certificate filter refused: %s", exc)
+            self._reply(w.ErrId.ECRTBADFRM)
+            return
+        self._filter_programs[digest] = msg.data
+        self._reply()
 
     def _start(self, msg: w.Start) -> None:
+        missing = (self._filters_wanted - set(self._filter_programs)) | self._monitors_wanted
+        if missing:
+            log.info("start refused: %d listed programs not uploaded or not runnable", len(missing))
+            self.core.reject_start(w.ErrId.ECRTNOHDAT)
+            return
+        self.cert_filters = FilterSet(self._filter_programs.values())
         self.core.accept_start()
 
     def _yield(self, msg: w.Yield) -> None:
@@ -230,6 +287,14 @@ class SessionAgent:
         if msg.family == w.Family.IPV6 and not self.info.ipv6:
             self._reply(w.ErrId.ESKTNOPRFAM)
             return
+        if self.guard is not None:
+            verdict = self.guard.check_open(
+                msg.family, msg.proto, msg.raddr, msg.rport, self.clock()
+            )
+            if not verdict.allowed or verdict.wait_until_ns:
+                log.info("nopen %d refused: %s", msg.sktid, verdict.reason or "rate limited")
+                self._reply(verdict.errid or w.ErrId.ESKTOPNDENY)
+                return
         try:
             if msg.proto == w.Proto.RAW:
                 sender, receiver, laddr = open_raw(msg.family, msg.laddr)
@@ -242,6 +307,8 @@ class SessionAgent:
                 socks = [sock]
         except OSError as exc:
             log.info("nopen %d failed: %s", msg.sktid, exc)
+            if self.guard is not None:
+                self.guard.closed_socket()
             self._reply(w.ErrId.ESKTNOADDR)
             return
         opened = kind in (f.KIND_UDP, f.KIND_RAW)
@@ -263,11 +330,94 @@ class SessionAgent:
             self._buf_used -= sum(size for _, size, _ in held.queue)
         self.blocks.pop(msg.sktid)
         self._forget_receiver(msg.sktid)
+        if self.guard is not None:
+            self.guard.closed_socket()
         self._closing[msg.sktid] = self._closing.get(msg.sktid, 0) + 1
         self.io.send(encode(msg))
         self._reply()
 
+    # the guardian ------------------------------------------------------------------------
+
+    def _guarded_send(self, event: NsendReceived) -> None:
+        """Judge an nsend: refused ones are answered with the guardian's error and never
+        reach the packet I/O process; shaped ones wait here for their tokens, in order."""
+        block = self.blocks[event.sktid]
+        frame = event.frame
+        try:
+            if event.proto == _UDP:
+                probe, logged = udp_probe(block, frame)
+            elif event.proto == _TCP:
+                probe, logged = tcp_probe(block, frame)
+            else:
+                probe, logged = raw_probe(event.family, frame)
+        except packets.PacketError as exc:
+            log.info("nsend on %d refused: %s", event.sktid, exc)
+            self._reply(w.ErrId.ESKTPKTDENY)
+            return
+        if self._shaped:  # keep the order of sends: wait behind the shaped ones
+            self.core.send_encoded(_RESULT_OK)
+            self._shaped.append((probe, logged, frame))
+            return
+        assert self.guard is not None
+        now = max(self.clock(), send_time(frame))
+        verdict = self.guard.check_send(probe, now)
+        if not verdict.allowed:
+            log.info("nsend on %d refused: %s", event.sktid, verdict.reason)
+            self._reply(verdict.errid)
+            return
+        self.core.send_encoded(_RESULT_OK)
+        if verdict.wait_until_ns:
+            self._shaped.append((probe, logged, frame))
+            self._arm_shaped(verdict.wait_until_ns)
+            return
+        self.guard.sent(probe, logged, now)
+        self.io.send(frame)
+
+    def _arm_shaped(self, when: int) -> None:
+        if self._shaped_timer is not None:
+            self._shaped_timer.cancel()
+        delay = max(0.0, (when - self.clock()) / 1e9)
+        self._shaped_timer = asyncio.get_running_loop().call_later(delay, self._release_shaped)
+
+    def _release_shaped(self) -> None:
+        """Ask again for the shaped sends, oldest first; send those whose tokens are there."""
+        self._shaped_timer = None
+        guard = self.guard
+        assert guard is not None
+        while self._shaped:
+            probe, logged, frame = self._shaped[0]
+            sktid = frame[4]
+            block = self.blocks.get(sktid)
+            if block is None:  # closed meanwhile
+                self._shaped.popleft()
+                continue
+            now = max(self.clock(), send_time(frame))
+            verdict = guard.check_send(probe, now)
+            if verdict.allowed and verdict.wait_until_ns:
+                self._arm_shaped(verdict.wait_until_ns)
+                break
+            self._shaped.popleft()
+            if verdict.allowed:
+                guard.sent(probe, logged, now)
+                self.io.send(frame)
+            else:
+                self._refused_late(sktid, block, frame, verdict.errid)
+        self._flush()
+
+    def _refused_late(self, sktid: int, block: SocketBlock, frame: bytes, errid: int) -> None:
+        """A send accepted, then refused when its time came (waited too long): NSENDERR, and
+        an ntag carrying the error for a tagged send."""
+        tag = int.from_bytes(frame[15:17], "big")
+        block.nsend_err = w.NsendErr.UNKFAULT
+        block.nsend_err_tag = tag
+        if tag:
+            note = encode(w.Ntag(sktid, tag, self.clock(), errid))
+            self._notify(sktid, block, _BIT_NTAG, note)
+
     def _forget_receiver(self, sktid: int) -> None:
+        end = self._capture_ends.pop(sktid, None)
+        if end is not None:
+            end.cancel()
         receiver = self._receivers.pop(sktid, None)
         if receiver is not None:
             receiver.close()
@@ -292,8 +442,35 @@ class SessionAgent:
         self.io.send(encode(msg))
 
     def _ncap(self, msg: w.Ncap) -> None:
-        if self._check_socket(msg.sktid, msg.family, msg.proto):
-            self._reply(w.ErrId.ESKTNOPROTO)  # capture filters need raw sockets (next issue)
+        """Attach the program as the raw socket's kernel filter until ``endtime`` (0: for the
+        socket's life); afterwards the socket again receives nothing."""
+        if not self._check_socket(msg.sktid, msg.family, msg.proto):
+            return
+        receiver = self._receivers.get(msg.sktid)
+        if receiver is None:  # UDP/TCP sockets take no capture filters
+            self._reply(w.ErrId.ESKTNOPROTO)
+            return
+        try:
+            attach_filter(receiver, decode_program(msg.program))
+        except ProgramError as exc:  # malformed, refused by the kernel's verifier, no bpf()
+            log.info("ncap on %d refused: %s", msg.sktid, exc)
+            self._reply(w.ErrId.ESKTBADFILT)
+            return
+        old = self._capture_ends.pop(msg.sktid, None)
+        if old is not None:
+            old.cancel()
+        if msg.endtime:
+            delay = max(0.0, (msg.endtime - self.clock()) / 1e9)
+            self._capture_ends[msg.sktid] = asyncio.get_running_loop().call_later(
+                delay, self._capture_over, msg.sktid
+            )
+        self._reply()
+
+    def _capture_over(self, sktid: int) -> None:
+        self._capture_ends.pop(sktid, None)
+        receiver = self._receivers.get(sktid)
+        if receiver is not None:
+            drop_everything(receiver)
 
     # from the packet I/O process --------------------------------------------------------
 
@@ -333,6 +510,14 @@ class SessionAgent:
             self._notify(sktid, block, _BIT_NTAG, frame)
 
     def _on_ndata(self, sktid: int, block: SocketBlock, frame: bytes) -> None:
+        if block.proto == _RAW and len(self.cert_filters):
+            keep = self.cert_filters.accept_length(frame[15:])
+            if not keep:
+                return
+            if keep < len(frame) - 15:
+                frame = f.frame(_NDATA_T, frame[4 : 15 + keep])
+        if self.guard is not None and not self._guard_received(block, frame):
+            return
         held = self._held[sktid]
         if block.notifmask & _BIT_NDATA:
             size = len(frame) - 15
@@ -348,6 +533,40 @@ class SessionAgent:
         if held.drop_units:
             self._report_drops(sktid)
         self.core.send_encoded(frame)
+
+    def _guard_received(self, block: SocketBlock, frame: bytes) -> bool:
+        """Count and log a received packet; False when the chain's receive limits are spent
+        (the packet is dropped and counted as a drop)."""
+        guard = self.guard
+        assert guard is not None
+        stamp = _TIME_AT.unpack_from(frame, 7)[0]
+        if block.proto == _UDP:
+            end = 15 + (4 if block.family == w.Family.IPV4 else 16)
+            data = frame[end + 2 :]
+            size = len(data)
+        else:
+            data = frame[15:]
+            size = len(data)
+        if not guard.check_recv(block.family, block.proto, size, stamp):
+            block.drop_units += 1
+            block.drop_bytes += size
+            return False
+        if block.proto == _UDP:
+            rport = int.from_bytes(frame[end : end + 2], "big")
+            guard.received(
+                block.family, _UDP, frame[15:end], block.laddr, data, stamp,
+                raw=False, sport=rport, dport=block.lport,
+            )  # fmt: skip
+        elif block.proto == _TCP:
+            guard.received(
+                block.family, _TCP, block.raddr, block.laddr, data, stamp,
+                raw=False, sport=block.rport, dport=block.lport,
+            )  # fmt: skip
+        elif block.family == w.Family.IPV4 and size >= 20:
+            guard.received(4, data[9], data[12:16], data[16:20], data, stamp)
+        elif block.family == w.Family.IPV6 and size >= 40:
+            guard.received(6, data[6], data[8:24], data[24:40], data, stamp)
+        return True
 
     def _on_state(self, sktid: int, block: SocketBlock, frame: bytes) -> None:
         state, _ = f.STATE_HEAD.unpack_from(frame, 4)

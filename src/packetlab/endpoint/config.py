@@ -7,6 +7,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from packetlab.guardian import GuardianConfig, GuardianError
 from packetlab.wire.codes import DEFAULT_EXP_PORT
 from packetlab.wire.hostport import split_host_port
 from packetlab.wire.refconf import ConfigError, conf_lines, conf_list, read_config
@@ -36,6 +37,10 @@ class EndpointConfig:
     connect_timeout_s: float = 3.0
     retry_delay_s: float = 1.0
     retry_delay_max_s: float = 30.0
+    guardian: GuardianConfig = field(default_factory=GuardianConfig)
+    """The guardian's policy, buckets, opt-out and log (the ``[guardian]`` table)."""
+    state_dir: Path = Path("guardian")
+    """Usage database, packet log and traffic index (loaders: ``guardian/`` beside the file)."""
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -52,6 +57,12 @@ def load_endpoint_config(path: Path) -> EndpointConfig:
     if not isinstance(section, dict):
         raise ConfigError(f"{path}: no [endpoint] table")
     base = path.parent
+    try:
+        guardian = GuardianConfig.from_mapping(
+            data.get("guardian", {}), base_dir=base, prefix="guardian."
+        )
+    except GuardianError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
 
     def paths(key: str) -> tuple[Path, ...]:
         value = section.get(key, [])
@@ -75,6 +86,8 @@ def load_endpoint_config(path: Path) -> EndpointConfig:
                 dns_ipv4=tuple(section.get("dns_ipv4", [])),
                 dns_ipv6=tuple(section.get("dns_ipv6", [])),
                 transports=tuple(section.get("transports", ["tcp", "udp"])),
+                guardian=guardian,
+                state_dir=base / section.get("state_dir", "guardian"),
             ),
         )
     except KeyError as exc:
@@ -160,6 +173,7 @@ def _load_endpt_conf(path: Path, text: str) -> EndpointConfig:
             dns_ipv4=tuple(conf_list(get("VMemLocalDNSAddrStrIPv4"))),
             dns_ipv6=tuple(conf_list(get("VMemLocalDNSAddrStrIPv6"))),
             transports=tuple(conf_list(get("TransprotoSup", "tcp,udp"))),
+            state_dir=base / "guardian",
             extra={key: value for key, (_, value) in found.items() if key not in used},
         ),
     )

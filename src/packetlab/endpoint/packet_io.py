@@ -37,7 +37,7 @@ from typing import Any
 
 from packetlab.endpoint import io_frames as f
 from packetlab.endpoint import timestamps
-from packetlab.endpoint.sockets import PACKET_HOST, ip_raw, ip_text
+from packetlab.endpoint.sockets import ip_raw, ip_text
 from packetlab.wire.codes import ErrId, MsgType, NstatCode, Proto, SocketState
 
 log = logging.getLogger("packetlab.endpoint.packet_io")
@@ -52,6 +52,7 @@ MSG_PROBE = 0x10  # linux: do not send, only probe the path
 RECV_SIZE = 65536
 READ_BURST = 64  # datagrams per wake-up, so timers are never held off for long
 CHANNEL_READ = 1 << 18
+PACKET_HOST = 0  # linux: a packet socket's frame addressed to this host
 
 _NSEND_HEAD = struct.Struct(">BBBQH")
 _NCTL = struct.Struct(">BBBQB")

@@ -10,9 +10,11 @@ import time
 from packetlab import pki
 from packetlab.endpoint.agent import SessionAgent
 from packetlab.endpoint.config import EndpointConfig, split_host_port
+from packetlab.endpoint.guarding import identity
 from packetlab.endpoint.io_link import PacketIOLink
-from packetlab.endpoint.sockets import IP4HDRMOD_LINUX, IP6HDRMOD_LINUX, has_cap_net_raw
+from packetlab.endpoint.raw_sockets import IP4HDRMOD_LINUX, IP6HDRMOD_LINUX, has_cap_net_raw
 from packetlab.endpoint.vmem import TRANSSUP_RAW, TRANSSUP_TCP, TRANSSUP_UDP, EndpointInfo
+from packetlab.guardian import Guardian
 from packetlab.tls import TlsError, TlsIdentity, client_context
 from packetlab.tls.aio import connect_tls
 
@@ -44,8 +46,16 @@ def endpoint_info(config: EndpointConfig) -> EndpointInfo:
     )
 
 
+def local_nets(config: EndpointConfig) -> list[tuple[bytes, int]]:
+    """The endpoint's own networks, for the guardian's local-host/subnet and spoofing rules."""
+    return [
+        (iface.ip.packed, iface.network.prefixlen)
+        for iface in (ipaddress.ip_interface(t) for t in (*config.local_ipv4, *config.local_ipv6))
+    ]
+
+
 class Endpoint:
-    """The endpoint's identity, trust and info, ready to serve sessions."""
+    """The endpoint's identity, trust, info and guardian, ready to serve sessions."""
 
     def __init__(self, config: EndpointConfig) -> None:
         self.config = config
@@ -55,6 +65,18 @@ class Endpoint:
         self.trusted = pki.TrustAnchors(pki.load_public_key(p) for p in config.trusted_eop_keys)
         self.cache = pki.SignatureCache()
         self.info = endpoint_info(config)
+        self.guardian = Guardian(config.guardian, config.state_dir, local_nets(config))
+
+    async def _guardian_chores(self) -> None:
+        """The guardian's periodic work: log flushes, traffic index, opt-out file and DNS."""
+        guardian = self.guardian
+        while True:
+            now = time.time_ns()
+            if guardian.optouts.dns_due(now):
+                await guardian.optouts.refresh_async(now)
+            guardian.handle_timer(time.time_ns())
+            wait = (guardian.get_timer() - time.time_ns()) / 1e9
+            await asyncio.sleep(min(1.0, max(0.01, wait)))
 
     def verify_controller(
         self, ders: list[bytes], peer_key: bytes, sni: str | None
@@ -78,6 +100,10 @@ class Endpoint:
         delay = self.config.retry_delay_s
         served = failures = 0
         io: PacketIOLink | None = None
+        now = time.time_ns()
+        if self.guardian.optouts.dns_due(now):
+            await self.guardian.optouts.refresh_async(now)
+        chores = asyncio.create_task(self._guardian_chores())
         try:
             while sessions is None or served < sessions:
                 # the session's packet I/O process starts while we dial and shake hands
@@ -94,8 +120,10 @@ class Endpoint:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.config.retry_delay_max_s)
         finally:
+            chores.cancel()
             if io is not None:
                 await io.close()
+            self.guardian.close(time.time_ns())
         return served
 
     async def _serve_one(self, host: str, port: int, io: PacketIOLink) -> bool:
@@ -113,7 +141,11 @@ class Endpoint:
             log.warning("cannot reach controller %s:%d: %s", host, port, exc)
             return False
         log.info("session with controller %s (sni %s)", stream.peername, self.config.sni_key)
-        agent = SessionAgent(self.info, stream.read, stream.write, io=io)
+        peer = f"{stream.peername[0]}:{stream.peername[1]}"
+        guard = self.guardian.open_experiment(identity(stream.peer, peer), time.time_ns())
+        agent = SessionAgent(
+            self.info, stream.read, stream.write, io=io, guard=guard, chain=stream.peer
+        )
         try:
             reason = await agent.run()
         finally:

@@ -24,3 +24,22 @@ def builtin_insns(name: str) -> list[Insn]:
 def builtin_program(name: str) -> bytes:
     """A shipped program, encoded (type byte 0x00 + instructions)."""
     return encode_program(builtin_insns(name))
+
+
+TRACEROUTE_RECV_V6 = (
+    "icmp6[icmp6type] == icmp6-echoreply or icmp6[icmp6type] == icmp6-timeexceeded"
+    " or icmp6[icmp6type] == icmp6-destinationunreach"
+    " or (ip6 and tcp and (tcp[tcpflags] & tcp-rst != 0"
+    " or tcp[tcpflags] & (tcp-syn|tcp-ack) == (tcp-syn|tcp-ack)))"
+)
+
+
+def traceroute_recv(family: int = 4) -> bytes:
+    """The receive filter of ping and traceroute: echo replies, time exceeded, unreachables,
+    TCP SYN-ACK and RST. IPv4: our eBPF program; IPv6 (which the reference does not do): the
+    same as a pcap expression compiled with libpcap."""
+    if family == 6:
+        from packetlab.programs.pcap import compile_expression
+
+        return compile_expression(TRACEROUTE_RECV_V6)
+    return builtin_program("traceroute_recv")
