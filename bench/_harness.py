@@ -22,7 +22,27 @@ def fresh_home() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="packetlab-bench-") as tmp:
         home = Path(tmp) / "home"
         subprocess.run([*PACKETLAB, "init", str(home)], check=True, capture_output=True)
+        bench_endpoint_config(home)
         yield home
+
+
+# Benchmarks measure the endpoint, not the guardian's buckets: the operator config says so
+# (DESIGN.md, "The guardian"). Every packet still passes every stage, counted and logged.
+BENCH_PROFILE = """
+[guardian.profiles.certified]
+dest_pkts_per_s = 10000000
+dest_burst_pkts = 1000000
+dest_bytes_per_s = 10000000000
+dest_burst_bytes = 1000000000
+source_bytes_per_s = 10000000000
+source_burst_bytes = 1000000000
+"""
+
+
+def bench_endpoint_config(home: Path) -> None:
+    """Raise the certified profile's buckets in HOME/endpoint.toml."""
+    path = home / "endpoint.toml"
+    path.write_text(path.read_text() + BENCH_PROFILE)
 
 
 async def one_session(home: Path, experiment: Experiment, timeout: float = 600) -> None:

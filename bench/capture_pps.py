@@ -19,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from _harness import fresh_home, one_session, raw_endpoint_config
+from _harness import fresh_home, one_session
 from packetlab import wire as w
 from packetlab.controller.api import EndpointHandle
 
@@ -50,7 +50,8 @@ def main() -> None:
     sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sink.bind(("127.0.0.1", 0))
     with fresh_home() as home:
-        raw_endpoint_config(home)
+        text = (home / "endpoint.toml").read_text()
+        (home / "endpoint.toml").write_text(text.replace('["tcp", "udp"]', '["raw", "tcp", "udp"]'))
         figures = asyncio.run(run(home, sink.getsockname()[1], args.packets, args.rate))
     sink.close()
     print(
