@@ -7,6 +7,7 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from packetlab import wire as w
 from packetlab.endpoint.agent import SessionAgent
@@ -69,7 +70,7 @@ class Ctl:
 
 @asynccontextmanager
 async def session(
-    info: EndpointInfo | None = None, start: bool = True
+    info: EndpointInfo | None = None, start: bool = True, **agent_options: Any
 ) -> AsyncIterator[tuple[Ctl, SessionAgent, asyncio.Task[str]]]:
     a, b = socket.socketpair()
     ep_reader, ep_writer = await asyncio.open_connection(sock=a)
@@ -79,7 +80,10 @@ async def session(
         return await ep_reader.read(65536)
 
     agent = SessionAgent(
-        info or EndpointInfo(ipv4=[(LOOPBACK, w.addr_bytes("255.0.0.0"))]), read, ep_writer.write
+        info or EndpointInfo(ipv4=[(LOOPBACK, w.addr_bytes("255.0.0.0"))]),
+        read,
+        ep_writer.write,
+        **agent_options,
     )
     task = asyncio.get_running_loop().create_task(agent.run())
     ctl = Ctl(c_reader, c_writer)

@@ -313,3 +313,85 @@ def test_raw_socket_sends_whole_packets_with_tx_stamps_and_receives_nothing_unfi
             assert await ctl.request(w.Nclose(1)) == w.Result()
 
     run(main())
+
+
+def _raw_info() -> vmem.EndpointInfo:
+    return vmem.EndpointInfo(
+        ipv4=[(LOOPBACK, bytes((255, 0, 0, 0)))],
+        transports=vmem.TRANSSUP_RAW | vmem.TRANSSUP_UDP,
+    )
+
+
+@needs_root
+def test_ncap_filter_delivers_matching_packets_until_endtime_and_refuses_bad_programs() -> None:
+    from packetlab.programs import builtin_program, encode_program
+    from packetlab.programs.ebpf import Insn
+
+    async def main() -> None:
+        async with session(_raw_info()) as (ctl, _, _):
+            assert await ctl.request(w.Nopen(1, 4, 0, 4096, ANY)) == w.Result()
+            # r0 is read before it is written: the kernel's verifier refuses it
+            bad = encode_program([Insn(0x95)])
+            assert await ctl.request(w.Ncap(1, 4, 0, 0, bad)) == w.Result(w.ErrId.ESKTBADFILT)
+            assert await ctl.request(w.Ncap(1, 4, 0, 0, b"\x01\x00")) == w.Result(
+                w.ErrId.ESKTBADFILT
+            )
+            until = time.time_ns() + 400_000_000
+            program = builtin_program("traceroute_recv")  # echo replies, not requests
+            assert await ctl.request(w.Ncap(1, 4, 0, until, program)) == w.Result()
+            packet = _icmp_echo(LOOPBACK, LOOPBACK, 1)
+            assert await ctl.request(w.Nsend(1, 4, 0, 0, 1, packet)) == w.Result()
+            [reply] = await ctl.wait_note(w.Ndata)
+            assert isinstance(reply, w.Ndata) and reply.data[20] == 0  # an echo reply
+            assert reply.data[24:] == packet[24:]  # ident, seq and payload echoed
+            await asyncio.sleep(max(0.0, (until - time.time_ns()) / 1e9) + 0.05)
+            assert await ctl.request(w.Nsend(1, 4, 0, 0, 2, packet)) == w.Result()
+            await ctl.wait_note(w.Ntag, 2)
+            await asyncio.sleep(0.2)  # the filter's time is over: nothing more comes
+            assert len([n for n in ctl.notes if isinstance(n, w.Ndata)]) == 1
+
+    run(main())
+
+
+@needs_root
+def test_certificate_filters_must_be_uploaded_and_then_filter_raw_receives() -> None:
+    from packetlab.pki import ChainMode, Limits, VerifiedChain
+    from packetlab.programs import builtin_program, digest
+    from packetlab.programs.pcap import compile_expression
+
+    wanted = builtin_program("traceroute_recv")  # keeps echo replies, drops requests
+    chain = VerifiedChain(ChainMode.CONTROLLER, (), None, Limits(filter=(digest(wanted),)))
+
+    async def main() -> None:
+        async with session(_raw_info(), start=False, chain=chain) as (ctl, _, _):
+            other = compile_expression("icmp")
+            assert await ctl.request(w.Cdata("filter", other)) == w.Result(w.ErrId.ECRTBADHDAT)
+            assert await ctl.request(w.Cdata("nonsense", wanted)) == w.Result(w.ErrId.ECRTBADHINT)
+            assert await ctl.request(w.Cdata("filter", wanted)) == w.Result()
+            assert await ctl.request(w.Start()) == w.Result()
+            assert await ctl.request(w.Nopen(1, 4, 0, 4096, ANY)) == w.Result()
+            # the capture filter takes every ICMP packet: request and reply on loopback
+            assert await ctl.request(w.Ncap(1, 4, 0, 0, other)) == w.Result()
+            for seq in range(3):
+                packet = _icmp_echo(LOOPBACK, LOOPBACK, seq)
+                assert await ctl.request(w.Nsend(1, 4, 0, 0, 0, packet)) == w.Result()
+            got = await ctl.wait_note(w.Ndata, 3)
+            await asyncio.sleep(0.2)
+            types = [n.data[20] for n in ctl.notes if isinstance(n, w.Ndata)]
+            assert len(got) == 3 and types == [0, 0, 0]  # the certificate's filter held
+
+    run(main())
+
+
+def test_start_is_refused_until_every_listed_program_is_uploaded() -> None:
+    from packetlab.pki import ChainMode, Limits, VerifiedChain
+
+    chain = VerifiedChain(ChainMode.CONTROLLER, (), None, Limits(filter=(bytes(32),)))
+
+    async def main() -> None:
+        async with session(start=False, chain=chain) as (ctl, _, task):
+            assert await ctl.request(w.Start()) == w.Result(w.ErrId.ECRTNOHDAT)
+            reason = await asyncio.wait_for(task, 5)  # the session is reset
+            assert "not uploaded" in reason
+
+    run(main())

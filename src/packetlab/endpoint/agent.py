@@ -244,7 +244,11 @@ class SessionAgent:
     def _start(self, msg: w.Start) -> None:
         missing = (self._filters_wanted - set(self._filter_programs)) | self._monitors_wanted
         if missing:
-            log.info("start refused: %d listed programs not uploaded or not runnable", len(missing))
+            self.closed_reason = (
+                f"start refused: {len(missing)} program(s) the chain lists were not uploaded"
+                " or cannot run here (WASM monitors)"
+            )
+            log.info("%s", self.closed_reason)
             self.core.reject_start(w.ErrId.ECRTNOHDAT)
             return
         self.cert_filters = FilterSet(self._filter_programs.values())
