@@ -13,6 +13,7 @@ import struct
 import time
 from dataclasses import dataclass
 
+from packetlab.endpoint.timestamps import drain_tx, rx_time
 from packetlab.testbed import Testbed
 
 SO_TIMESTAMPING = 37
@@ -41,23 +42,9 @@ def echo_request(ident: int, seq: int, v6: bool = False, size: int = 56) -> byte
     return body[:2] + struct.pack("!H", checksum(body)) + body[4:]
 
 
-def _stamp(ancillary: list[tuple[int, int, bytes]]) -> int | None:
-    for level, kind, data in ancillary:
-        if level == socket.SOL_SOCKET and kind in (SO_TIMESTAMPING, SO_TIMESTAMPNS):
-            seconds, nanos = struct.unpack_from("qq", data)
-            if seconds or nanos:
-                return int(seconds) * 1_000_000_000 + int(nanos)
-    return None
-
-
 def _tx_stamp(sock: socket.socket) -> int | None:
-    stamp = None
-    while True:
-        try:
-            _, anc, _, _ = sock.recvmsg(0, 512, socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            return stamp
-        stamp = _stamp(anc) or stamp
+    stamps = [stamp for _, stamp in drain_tx(sock) if stamp]
+    return stamps[-1] if stamps else None
 
 
 @dataclass
@@ -105,7 +92,7 @@ def kernel_rtts(
                 if data[offset] == ICMP_ECHO_REPLY and struct.unpack_from(
                     "!HH", data, offset + 4
                 ) == (ident, seq):
-                    got = _stamp(anc)
+                    got = rx_time(anc)
                     sent_ns = sent_ns or _tx_stamp(sock)
                     if got and sent_ns:
                         rtts.append(got - sent_ns)

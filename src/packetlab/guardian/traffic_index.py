@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from packetlab.guardian._errors import PacketLogError
+from packetlab.guardian._sqlite import open_wal
 from packetlab.guardian.prefixes import Prefix
 
 MINUTE_NS = 60_000_000_000
@@ -141,15 +142,7 @@ class TrafficIndex:
     def __init__(self, path: Path, *, busy_timeout_ms: int = 5000) -> None:
         self.path = path
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(
-                path, isolation_level=None, timeout=busy_timeout_ms / 1000, check_same_thread=False
-            )
-            self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = NORMAL")
-            for statement in _SCHEMA:
-                self._db.execute(statement)
+            self._db = open_wal(path, _SCHEMA, busy_timeout_ms)
         except sqlite3.Error as exc:
             raise PacketLogError(f"{path}: cannot open the traffic index: {exc}") from None
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from packetlab.guardian._errors import UsageStoreError
+from packetlab.guardian._sqlite import open_wal
 
 SEND = "send"
 GROW_NS = 50_000_000
@@ -75,14 +76,7 @@ class UsageStore:
     def __init__(self, path: Path, *, busy_timeout_ms: int = 2000) -> None:
         self.path = path
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(
-                path, isolation_level=None, timeout=busy_timeout_ms / 1000, check_same_thread=False
-            )
-            self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = NORMAL")
-            self._db.execute(_SCHEMA)
+            self._db = open_wal(path, (_SCHEMA,), busy_timeout_ms)
         except sqlite3.Error as exc:
             raise UsageStoreError(f"{path}: cannot open the usage store: {exc}") from None
 

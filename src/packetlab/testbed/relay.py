@@ -28,11 +28,12 @@ import select
 import signal
 import socket
 import statistics
-import struct
 import sys
 import time
 from collections import deque
 from collections.abc import Sequence
+
+from packetlab.endpoint.timestamps import drain_tx, rx_time
 
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
@@ -115,7 +116,7 @@ class Relay:
                 raise RelayExit(f"{self.ifaces[index]}: {exc.strerror}") from None
             if address[2] == socket.PACKET_OUTGOING:
                 continue
-            arrival = _rx_stamp(ancillary) or time.time_ns()
+            arrival = rx_time(ancillary) or time.time_ns()
             lossy = self.loss and frame[12:14] in IP_ETHERTYPES
             if lossy and self.rngs[index].random() < self.loss:
                 self.counts["lost"] += 1
@@ -191,29 +192,10 @@ class Relay:
         return ", ".join(parts)
 
 
-def _rx_stamp(ancillary: list[tuple[int, int, bytes]]) -> int | None:
-    for level, kind, data in ancillary:
-        if level == socket.SOL_SOCKET and kind in (SO_TIMESTAMPNS, SO_TIMESTAMPING):
-            seconds, nanos = struct.unpack_from("qq", data)
-            if seconds or nanos:
-                return int(seconds) * 1_000_000_000 + int(nanos)
-    return None
-
-
 def _tx_stamp(sock: socket.socket) -> int | None:
     """The latest software TX stamp waiting in the error queue (drains the queue)."""
-    stamp = None
-    while True:
-        try:
-            _, ancillary, _, _ = sock.recvmsg(0, 512, socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT)
-        except (BlockingIOError, InterruptedError):
-            return stamp
-        except OSError:
-            return stamp
-        for level, kind, data in ancillary:
-            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPING:
-                seconds, nanos = struct.unpack_from("qq", data)
-                stamp = seconds * 1_000_000_000 + nanos
+    stamps = [stamp for _, stamp in drain_tx(sock) if stamp]
+    return stamps[-1] if stamps else None
 
 
 def _prctl(option: int, value: int) -> None:
