@@ -14,6 +14,7 @@ import importlib.util
 import logging
 import os
 import socket
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -52,7 +53,12 @@ def load_experiment(path: Path) -> Experiment | MletProgram:
         if spec is None or spec.loader is None:
             raise ExperimentLoadError(f"{path}: cannot load as Python")
         module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        sys.modules[spec.name] = module  # dataclasses and typing look their module up there
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            sys.modules.pop(spec.name, None)
+            raise ExperimentLoadError(f"{path}: {type(exc).__name__}: {exc}") from exc
         function = getattr(module, "experiment", None)
         if function is None or not asyncio.iscoroutinefunction(function):
             raise ExperimentLoadError(f"{path}: defines no `async def experiment(endpoint, args)`")

@@ -37,7 +37,7 @@ from packetlab.endpoint.vmem import (
     InfoMemory,
     SocketBlock,
 )
-from packetlab.guardian import ExperimentGuard, Probe
+from packetlab.guardian import ExperimentGuard, Probe, Verdict
 from packetlab.pki import Limits, VerifiedChain
 from packetlab.programs import FilterSet, ProgramError, decode_program
 from packetlab.programs import digest as program_digest
@@ -64,6 +64,7 @@ _UDP = int(w.Proto.UDP)
 _TCP = int(w.Proto.TCP)
 _RAW = int(w.Proto.RAW)
 _RESULT_OK = encode(w.Result())
+SHAPED_MAX = 65536  # sends waiting for tokens, at most
 
 
 @dataclass
@@ -115,8 +116,9 @@ class SessionAgent:
         self._io_gone = False
         self._task: asyncio.Task[object] | None = None
         self.guard = guard
-        # sends the guardian shaped: (probe, logged bytes, frame), asked again in order
-        self._shaped: deque[tuple[Probe, bytes, bytes]] = deque()
+        # sends the guardian shaped: (probe, logged bytes, frame, time asked), asked again in
+        # order; refused once they would have waited longer than the guardian's bound
+        self._shaped: deque[tuple[Probe, bytes, bytes, int]] = deque()
         self._shaped_timer: asyncio.TimerHandle | None = None
         limits = chain.limits if chain is not None else Limits.NONE
         self._filters_wanted = set(limits.filter)
@@ -153,6 +155,9 @@ class SessionAgent:
         finally:
             self._task = None
             self._flush()
+            # sends already answered (and counted by the guardian) reach the packet I/O
+            # process before it is told to close
+            await self.io.drain()
             self.cleanup()
             await self.io.close()
         return self.closed_reason
@@ -358,21 +363,19 @@ class SessionAgent:
             log.info("nsend on %d refused: %s", event.sktid, exc)
             self._reply(w.ErrId.ESKTPKTDENY)
             return
-        if self._shaped:  # keep the order of sends: wait behind the shaped ones
-            self.core.send_encoded(_RESULT_OK)
-            self._shaped.append((probe, logged, frame))
-            return
         assert self.guard is not None
-        now = max(self.clock(), send_time(frame))
+        asked = self.clock()
+        now = max(asked, send_time(frame))
         verdict = self.guard.check_send(probe, now)
-        if not verdict.allowed:
-            log.info("nsend on %d refused: %s", event.sktid, verdict.reason)
-            self._reply(verdict.errid)
+        if not verdict.allowed or (self._shaped and len(self._shaped) >= SHAPED_MAX):
+            log.info("nsend on %d refused: %s", event.sktid, verdict.reason or "backlog full")
+            self._reply(verdict.errid or w.ErrId.ESKTPKTDENY)
             return
         self.core.send_encoded(_RESULT_OK)
-        if verdict.wait_until_ns:
-            self._shaped.append((probe, logged, frame))
-            self._arm_shaped(verdict.wait_until_ns)
+        if self._shaped or verdict.wait_until_ns:  # in order: behind the shaped ones
+            self._shaped.append((probe, logged, frame, now))
+            if self._shaped_timer is None:
+                self._arm_shaped(verdict.wait_until_ns or now)
             return
         self.guard.sent(probe, logged, now)
         self.io.send(frame)
@@ -389,7 +392,7 @@ class SessionAgent:
         guard = self.guard
         assert guard is not None
         while self._shaped:
-            probe, logged, frame = self._shaped[0]
+            probe, logged, frame, asked = self._shaped[0]
             sktid = frame[4]
             block = self.blocks.get(sktid)
             if block is None:  # closed meanwhile
@@ -397,6 +400,8 @@ class SessionAgent:
                 continue
             now = max(self.clock(), send_time(frame))
             verdict = guard.check_send(probe, now)
+            if verdict.allowed and verdict.wait_until_ns - asked > guard.max_wait_ns:
+                verdict = Verdict(False, 0, w.ErrId.ESKTPKTDENY, "waited too long for tokens")
             if verdict.allowed and verdict.wait_until_ns:
                 self._arm_shaped(verdict.wait_until_ns)
                 break

@@ -21,6 +21,7 @@ from packetlab.endpoint import io_frames as f
 
 READ_SIZE = 1 << 18
 EXIT_WAIT_S = 5.0
+DRAIN_WAIT_S = 5.0
 
 
 class PacketIOLink:
@@ -169,6 +170,17 @@ class PacketIOLink:
                     sock.close()
         self._chunks.clear()
         self._channel.close()
+
+    async def drain(self, timeout: float = DRAIN_WAIT_S) -> None:
+        """Wait until every queued frame has been written to the process (or it is gone, or
+        ``timeout`` passes)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._chunks and not self.closed and loop.time() < deadline:
+            if self.process.poll() is not None:
+                return
+            self.flush()
+            await asyncio.sleep(0.001)
 
     async def close(self, timeout: float = EXIT_WAIT_S) -> None:
         """Close the channel and wait for the process to close its sockets and exit."""

@@ -164,6 +164,11 @@ class ExperimentGuard:
 
     # -- sockets --------------------------------------------------------------------------------
 
+    @property
+    def max_wait_ns(self) -> int:
+        """How long a shaped probe may wait for its tokens, from when it was asked for."""
+        return self._max_wait_ns
+
     def check_open(
         self, family: int, proto: int, raddr: bytes | None, rport: int, now_ns: int
     ) -> Verdict:
@@ -280,7 +285,7 @@ class ExperimentGuard:
         if (
             self._check_spoofing
             and probe.src not in self._owned_sources
-            and not self._filter.source_owned(probe.src)
+            and not self._filter.source_owned(probe.src, dst)
         ):
             return deny(f"spoofed source {addr_text(probe.src)}")
         if info[1] >> proto & 1:

@@ -104,12 +104,16 @@ class SourceFilter:
                 return f"ICMPv6 error message (type {icmp_type})"
         return ""
 
-    def source_owned(self, src: bytes) -> bool:
-        """The endpoint's own address, a loopback address, or unspecified (filled when sent)."""
+    def source_owned(self, src: bytes, dst: bytes | None = None) -> bool:
+        """The endpoint's own address, unspecified (filled when sent), or a loopback address
+        when the packet stays on this host (``dst`` loopback too, or not given)."""
         if src in self.own_addresses or src in UNSPECIFIED_SET:
             return True
         family = 4 if len(src) == 4 else 6
-        return self._loopback_sources.matches(family, int.from_bytes(src, "big"))
+        loopback = self._loopback_sources
+        if not loopback.matches(family, int.from_bytes(src, "big")):
+            return False
+        return dst is None or loopback.matches(family, int.from_bytes(dst, "big"))
 
     def source_for(self, family: int, src: bytes, route_src: bytes | None = None) -> bytes | None:
         """The source address to put on a packet (the sanitizer's decision).

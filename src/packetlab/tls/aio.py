@@ -45,12 +45,16 @@ class TlsStream:
         return (str(name[0]), int(name[1])) if name else ("?", 0)
 
     async def read(self) -> bytes:
-        """Plaintext as it arrives; b"" when the peer has closed."""
+        """Plaintext as it arrives; b"" when the peer has closed or the connection broke
+        (a peer killed with our data unread resets it)."""
         if self._early:
             data, self._early = self._early, b""
             return data
         while True:
-            raw = await self._reader.read(READ_SIZE)
+            try:
+                raw = await self._reader.read(READ_SIZE)
+            except OSError:
+                return b""
             if not raw:
                 return b""
             try:
