@@ -42,7 +42,6 @@ ALLOWED = [
     ("ipv6 udp", probe("2001:db8:7::7")),
     ("unspecified v4 source (filled by the sanitizer)", probe(src="0.0.0.0")),
     ("unspecified v6 source", probe("2001:db8:7::7", src="::")),
-    ("loopback source is the host's", probe(src="127.0.0.1")),
     ("other protocol (GRE 47)", probe(proto=47)),
     ("240.0.0.1 is not multicast", probe("240.0.0.1")),
     ("smallest ipv4 packet", probe(size=20, proto=47)),
@@ -87,6 +86,8 @@ DENIED = [
     ("v4-mapped broadcast", probe("::ffff:255.255.255.255"), "broadcast"),
     ("spoofed source", probe(src="198.51.100.9"), "spoofed"),
     ("spoofed v6 source", probe("2001:db8:7::7", src="2001:db8:9::9"), "spoofed"),
+    ("loopback source towards another host", probe(src="127.0.0.1"), "spoofed"),
+    ("::1 source towards another host", probe("2001:db8:7::7", src="::1"), "spoofed"),
 ]
 
 
