@@ -12,7 +12,7 @@ import struct
 
 from packetlab import packets
 from packetlab.endpoint.vmem import SocketBlock
-from packetlab.guardian import ExperimentIdentity, Probe
+from packetlab.guardian import ExperimentIdentity, Probe, make_probe
 from packetlab.pki import VerifiedChain
 
 _TIME = struct.Struct(">Q")
@@ -33,7 +33,7 @@ def udp_probe(block: SocketBlock, frame: bytes) -> tuple[Probe, bytes]:
     """(probe, payload) of a UDP nsend on ``block``'s socket."""
     end = BODY + (4 if block.family == 4 else 16)
     payload = frame[end + 2 :]
-    probe = Probe(
+    probe = make_probe(
         block.family,
         17,
         block.laddr,
@@ -41,6 +41,11 @@ def udp_probe(block: SocketBlock, frame: bytes) -> tuple[Probe, bytes]:
         block.lport,
         _PORT.unpack_from(frame, end)[0],
         len(payload) + UDP_HEADER + IP_HEADER[block.family],
+        False,
+        False,
+        -1,
+        -1,
+        0,
     )
     return probe, payload
 
@@ -48,7 +53,7 @@ def udp_probe(block: SocketBlock, frame: bytes) -> tuple[Probe, bytes]:
 def tcp_probe(block: SocketBlock, frame: bytes) -> tuple[Probe, bytes]:
     """(probe, payload) of data sent on ``block``'s TCP connection (one segment's worth)."""
     payload = frame[BODY:]
-    probe = Probe(
+    probe = make_probe(
         block.family,
         6,
         block.laddr,
@@ -56,7 +61,11 @@ def tcp_probe(block: SocketBlock, frame: bytes) -> tuple[Probe, bytes]:
         block.lport,
         block.rport,
         len(payload) + TCP_HEADER + IP_HEADER[block.family],
-        tcp_flags=TCP_DATA_FLAGS,
+        False,
+        False,
+        -1,
+        -1,
+        TCP_DATA_FLAGS,
     )
     return probe, payload
 
@@ -70,7 +79,7 @@ def raw_probe(family: int, frame: bytes) -> tuple[Probe, bytes]:
         raise packets.PacketError(f"an IPv{s.version} packet on an IPv{family} raw socket")
     if family == 6 and not any(s.src):
         raise packets.PacketError("an IPv6 raw packet needs the endpoint's source address")
-    probe = Probe(
+    probe = make_probe(
         family,
         s.proto,
         s.src,

@@ -33,7 +33,7 @@ from packetlab.guardian.optout import (
 from packetlab.guardian.packet_log import LogFile, PacketLog
 from packetlab.guardian.policy import SourceFilter
 from packetlab.guardian.prefixes import Prefix, PrefixSet, parse_prefix
-from packetlab.guardian.probe import ALLOW, Probe, Verdict
+from packetlab.guardian.probe import ALLOW, Probe, Verdict, make_probe
 from packetlab.guardian.traffic_index import IndexedFile, TracebackRow, TrafficIndex
 from packetlab.guardian.usage import Lease, Usage, UsageStore
 
@@ -73,6 +73,7 @@ __all__ = [
     "UsageStore",
     "UsageStoreError",
     "Verdict",
+    "make_probe",
     "parse_optout_entry",
     "parse_optout_text",
     "parse_prefix",

@@ -7,6 +7,7 @@ Errors: PacketError (a ValueError) for malformed bytes and for field values that
 
 from packetlab.packets._addr import addr_bytes, addr_text
 from packetlab.packets._errors import PacketError
+from packetlab.packets._trusted import trusted_constructor
 from packetlab.packets.builders import icmp_echo, ip_packet, tcp_syn, udp_probe
 from packetlab.packets.checksum import (
     internet_checksum,
@@ -87,5 +88,6 @@ __all__ = [
     "tcp_syn",
     "transport_checksum",
     "transport_checksum_ok",
+    "trusted_constructor",
     "udp_probe",
 ]
