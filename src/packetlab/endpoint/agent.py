@@ -39,7 +39,13 @@ from packetlab.endpoint.vmem import (
 )
 from packetlab.guardian import ExperimentGuard, Probe, Verdict
 from packetlab.pki import Limits, VerifiedChain
-from packetlab.programs import FilterSet, ProgramError, decode_program
+from packetlab.programs import (
+    FilterFunction,
+    FilterSet,
+    ProgramError,
+    compile_filter,
+    decode_program,
+)
 from packetlab.programs import digest as program_digest
 from packetlab.programs.kernel import attach_filter
 from packetlab.wire.codec import encode
@@ -123,7 +129,7 @@ class SessionAgent:
         limits = chain.limits if chain is not None else Limits.NONE
         self._filters_wanted = set(limits.filter)
         self._monitors_wanted = set(limits.monitor)
-        self._filter_programs: dict[bytes, bytes] = {}
+        self._filter_functions: dict[bytes, FilterFunction] = {}
         self.cert_filters = FilterSet()
 
     # session loop -----------------------------------------------------------------------
@@ -238,16 +244,15 @@ class SessionAgent:
             self._reply(w.ErrId.ECRTBADFRM)
             return
         try:
-            FilterSet([msg.data])
+            self._filter_functions[digest] = compile_filter(msg.data)  # once per session
         except ProgramError as exc:
             log.info("certificate filter refused: %s", exc)
             self._reply(w.ErrId.ECRTBADFRM)
             return
-        self._filter_programs[digest] = msg.data
         self._reply()
 
     def _start(self, msg: w.Start) -> None:
-        missing = (self._filters_wanted - set(self._filter_programs)) | self._monitors_wanted
+        missing = (self._filters_wanted - set(self._filter_functions)) | self._monitors_wanted
         if missing:
             self.closed_reason = (
                 f"start refused: {len(missing)} program(s) the chain lists were not uploaded"
@@ -256,7 +261,7 @@ class SessionAgent:
             log.info("%s", self.closed_reason)
             self.core.reject_start(w.ErrId.ECRTNOHDAT)
             return
-        self.cert_filters = FilterSet(self._filter_programs.values())
+        self.cert_filters = FilterSet.of(self._filter_functions.values())
         self.core.accept_start()
 
     def _yield(self, msg: w.Yield) -> None:
@@ -367,7 +372,7 @@ class SessionAgent:
         asked = self.clock()
         now = max(asked, send_time(frame))
         verdict = self.guard.check_send(probe, now)
-        if not verdict.allowed or (self._shaped and len(self._shaped) >= SHAPED_MAX):
+        if not verdict.allowed or len(self._shaped) >= SHAPED_MAX:
             log.info("nsend on %d refused: %s", event.sktid, verdict.reason or "backlog full")
             self._reply(verdict.errid or w.ErrId.ESKTPKTDENY)
             return
@@ -549,13 +554,9 @@ class SessionAgent:
         guard = self.guard
         assert guard is not None
         stamp = _TIME_AT.unpack_from(frame, 7)[0]
-        if block.proto == _UDP:
-            end = 15 + (4 if block.family == w.Family.IPV4 else 16)
-            data = frame[end + 2 :]
-            size = len(data)
-        else:
-            data = frame[15:]
-            size = len(data)
+        end = 15 + (4 if block.family == w.Family.IPV4 else 16)  # UDP: after raddr
+        data = frame[end + 2 :] if block.proto == _UDP else frame[15:]
+        size = len(data)
         if not guard.check_recv(block.family, block.proto, size, stamp):
             block.drop_units += 1
             block.drop_bytes += size

@@ -7,6 +7,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from packetlab.endpoint.sockets import interface_ipv4
 from packetlab.guardian import GuardianConfig, GuardianError
 from packetlab.wire.codes import DEFAULT_EXP_PORT
 from packetlab.wire.hostport import split_host_port
@@ -181,17 +182,9 @@ def _load_endpt_conf(path: Path, text: str) -> EndpointConfig:
 
 def _interface_ipv4(path: Path, name: str) -> str:
     """ADDRESS/PREFIX of a Linux interface (the reference allows a name in the address list)."""
-    import fcntl
-    import socket
-    import struct
-
-    siocgifaddr, siocgifnetmask = 0x8915, 0x891B
-    request = struct.pack("256s", name.encode()[:15])
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        try:
-            addr = fcntl.ioctl(sock.fileno(), siocgifaddr, request)[20:24]
-            mask = fcntl.ioctl(sock.fileno(), siocgifnetmask, request)[20:24]
-        except OSError as exc:
-            raise ConfigError(f"{path}: interface {name!r} has no IPv4 address ({exc})") from None
-    prefix = ipaddress.IPv4Network(f"0.0.0.0/{socket.inet_ntoa(mask)}").prefixlen
-    return f"{socket.inet_ntoa(addr)}/{prefix}"
+    found = interface_ipv4(name)
+    if found is None:
+        raise ConfigError(f"{path}: interface {name!r} has no IPv4 address")
+    addr, mask = found
+    prefix = ipaddress.IPv4Network(f"0.0.0.0/{ipaddress.IPv4Address(mask)}").prefixlen
+    return f"{ipaddress.IPv4Address(addr)}/{prefix}"

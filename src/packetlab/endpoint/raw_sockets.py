@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import struct
 
 from packetlab.endpoint import timestamps
-from packetlab.endpoint.sockets import af, ip_text
+from packetlab.endpoint.sockets import af, interface_ipv4, ip_text
 from packetlab.programs.kernel import attach_classic
 from packetlab.wire.codes import Family
 
@@ -93,8 +92,6 @@ def _interface_of(addr: bytes) -> str:
     the unspecified address or a local address no interface lists (127.0.0.2 on lo)."""
     if not any(addr):
         return ""
-    import fcntl
-
     if len(addr) == 16:
         wanted = addr.hex()
         with open("/proc/net/if_inet6") as table:
@@ -103,11 +100,8 @@ def _interface_of(addr: bytes) -> str:
                 if fields and fields[0] == wanted:
                     return fields[-1]
         return ""
-    siocgifaddr = 0x8915
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        for _, name in socket.if_nameindex():
-            request = struct.pack("256s", name.encode()[:15])
-            with contextlib.suppress(OSError):
-                if fcntl.ioctl(probe.fileno(), siocgifaddr, request)[20:24] == addr:
-                    return name
+    for _, name in socket.if_nameindex():
+        found = interface_ipv4(name)
+        if found is not None and found[0] == addr:
+            return name
     return ""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import struct
 
 from packetlab.endpoint import timestamps
 from packetlab.endpoint.io_frames import KIND_TCP_CONNECT, KIND_TCP_LISTEN, KIND_UDP
@@ -60,3 +61,18 @@ def open_socket(
         sock.close()
         raise
     return sock, kind, ip_raw(host), port
+
+
+def interface_ipv4(name: str) -> tuple[bytes, bytes] | None:
+    """(address, netmask) of a Linux interface's (primary) IPv4 address; None without one."""
+    import fcntl
+
+    siocgifaddr, siocgifnetmask = 0x8915, 0x891B
+    request = struct.pack("256s", name.encode()[:15])
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            addr = fcntl.ioctl(probe.fileno(), siocgifaddr, request)[20:24]
+            mask = fcntl.ioctl(probe.fileno(), siocgifnetmask, request)[20:24]
+        except OSError:
+            return None
+    return addr, mask

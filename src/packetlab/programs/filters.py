@@ -38,6 +38,13 @@ class FilterSet:
             compile_filter(encoded) for encoded in encoded_programs
         )
 
+    @classmethod
+    def of(cls, functions: Iterable[FilterFunction]) -> FilterSet:
+        """A set of already compiled filters (``compile_filter``)."""
+        made = cls()
+        made._functions = tuple(functions)
+        return made
+
     def __len__(self) -> int:
         return len(self._functions)
 
