@@ -5,33 +5,8 @@ from __future__ import annotations
 from packetlab.programs import Insn
 from packetlab.programs import opcodes as o
 
-ALU = {
-    "add": o.ADD,
-    "sub": o.SUB,
-    "mul": o.MUL,
-    "div": o.DIV,
-    "or": o.OR,
-    "and": o.AND,
-    "lsh": o.LSH,
-    "rsh": o.RSH,
-    "mod": o.MOD,
-    "xor": o.XOR,
-    "mov": o.MOV,
-    "arsh": o.ARSH,
-}
-JMP = {
-    "jeq": o.JEQ,
-    "jgt": o.JGT,
-    "jge": o.JGE,
-    "jset": o.JSET,
-    "jne": o.JNE,
-    "jsgt": o.JSGT,
-    "jsge": o.JSGE,
-    "jlt": o.JLT,
-    "jle": o.JLE,
-    "jslt": o.JSLT,
-    "jsle": o.JSLE,
-}
+ALU = {name: op for op, name in o.ALU_NAMES.items() if name not in ("neg", "end")}
+JMP = {name: op for op, name in o.JMP_NAMES.items() if op in o.CONDITIONAL_JUMPS}
 SIZE = {"b": o.B, "h": o.H, "w": o.W, "dw": o.DW}
 
 

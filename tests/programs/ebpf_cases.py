@@ -96,6 +96,3 @@ def halves(setup: list[Insn]) -> tuple[list[Insn], list[Insn]]:
     low = [*setup, exit_()]
     high = [*setup, alu("rsh", 0, 32), exit_()]
     return low, high
-
-
-assert movr  # re-exported helpers used above

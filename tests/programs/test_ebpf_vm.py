@@ -13,6 +13,7 @@ from ebpf_oracle import interpret
 from hypothesis import given, settings
 
 from packetlab.programs import (
+    FilterFunction,
     FilterRejected,
     FilterSet,
     Insn,
@@ -134,8 +135,8 @@ def test_compile_filter_errors() -> None:
 
 
 def test_filter_set_takes_the_smallest_accept_length() -> None:
-    def returning(value: int) -> bytes:
-        return encode_program([mov(0, value), exit_()])
+    def returning(value: int) -> FilterFunction:
+        return compile_filter(encode_program([mov(0, value), exit_()]))
 
     packet = bytes(100)
     assert FilterSet().accept_length(packet) == 100
@@ -143,14 +144,16 @@ def test_filter_set_takes_the_smallest_accept_length() -> None:
     assert FilterSet([returning(0xFFFF)]).accept_length(packet) == 100
     assert FilterSet([returning(0xFFFF), returning(60), returning(80)]).accept_length(packet) == 60
     assert FilterSet([returning(60), returning(0)]).accept_length(packet) == 0
-    icmp_only = encode_program(
-        [CTX_TO_R6, ldabs("b", 9), jmp("jeq", 0, 1, 2), mov(0, 0), exit_(), mov(0, -1), exit_()]
+    icmp_only = compile_filter(
+        encode_program(
+            [CTX_TO_R6, ldabs("b", 9), jmp("jeq", 0, 1, 2), mov(0, 0), exit_(), mov(0, -1), exit_()]
+        )
     )
     both = FilterSet([icmp_only, returning(40)])
     assert both.accept_length(bytes(9) + b"\x01" + bytes(50)) == 40
     assert both.accept_length(bytes(9) + b"\x06" + bytes(50)) == 0
-    with pytest.raises(FilterRejected):
-        FilterSet([returning(1), encode_program([exit_()])])
+    with pytest.raises(FilterRejected):  # r0 read before it is written
+        compile_filter(encode_program([exit_()]))
 
 
 def test_translation_with_every_shared_tail_a_function(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -261,7 +261,7 @@ class SessionAgent:
             log.info("%s", self.closed_reason)
             self.core.reject_start(w.ErrId.ECRTNOHDAT)
             return
-        self.cert_filters = FilterSet.of(self._filter_functions.values())
+        self.cert_filters = FilterSet(self._filter_functions.values())
         self.core.accept_start()
 
     def _yield(self, msg: w.Yield) -> None:

@@ -3,7 +3,7 @@
 ``ident`` is the IPv4 identification, or the IPv6 flow label (what ``Quoted.ip_id`` reports
 back); ``ttl`` is the TTL or hop limit.
 
-``udp_probe``, ``tcp_syn`` and ``icmp_echo`` pack their few headers directly (about 3x faster
+``udp_probe``, ``tcp_syn`` and ``icmp_echo`` pack their few headers directly (about 2x faster
 than building the objects, see bench/packets_speed.py). When a value is out of the fast path's
 plain ranges they fall back to the object builders, which give the precise PacketError; the
 tests check both paths give the same bytes.

@@ -36,8 +36,9 @@ TRACEROUTE_RECV_V6 = (
 
 def traceroute_recv(family: int = 4) -> bytes:
     """The receive filter of ping and traceroute: echo replies, time exceeded, unreachables,
-    TCP SYN-ACK and RST. IPv4: our eBPF program; IPv6 (which the reference does not do): the
-    same as a pcap expression compiled with libpcap."""
+    TCP SYN-ACK and RST. IPv4: our eBPF program (it also checks codes, fragments and the
+    quoted header). IPv6 (which the reference does not do): a pcap expression compiled with
+    libpcap, by ICMPv6 type and TCP flags only."""
     if family == 6:
         from packetlab.programs.pcap import compile_expression
 

@@ -33,17 +33,9 @@ class FilterSet:
 
     __slots__ = ("_functions",)
 
-    def __init__(self, encoded_programs: Iterable[bytes] = ()) -> None:
-        self._functions: tuple[FilterFunction, ...] = tuple(
-            compile_filter(encoded) for encoded in encoded_programs
-        )
-
-    @classmethod
-    def of(cls, functions: Iterable[FilterFunction]) -> FilterSet:
-        """A set of already compiled filters (``compile_filter``)."""
-        made = cls()
-        made._functions = tuple(functions)
-        return made
+    def __init__(self, functions: Iterable[FilterFunction] = ()) -> None:
+        """``functions``: compiled filters (``compile_filter``), each compiled once."""
+        self._functions: tuple[FilterFunction, ...] = tuple(functions)
 
     def __len__(self) -> int:
         return len(self._functions)

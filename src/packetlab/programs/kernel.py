@@ -166,7 +166,9 @@ def attach_filter(sock: socket.socket, insns: Sequence[Insn]) -> None:
         os.close(fd)
 
 
-class _SockFilter(ctypes.Structure):
+class SockFilter(ctypes.Structure):
+    """One classic BPF instruction (struct sock_filter, libpcap's struct bpf_insn)."""
+
     _fields_ = (
         ("code", ctypes.c_uint16),
         ("jt", ctypes.c_uint8),
@@ -176,13 +178,13 @@ class _SockFilter(ctypes.Structure):
 
 
 class _SockFprog(ctypes.Structure):
-    _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter)))
+    _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.POINTER(SockFilter)))
 
 
 def attach_classic(sock: socket.socket, program: Sequence[tuple[int, int, int, int]]) -> None:
     """Attach a classic BPF program ``[(code, jt, jf, k), ...]`` with SO_ATTACH_FILTER."""
-    array = (_SockFilter * len(program))(*(_SockFilter(*insn) for insn in program))
-    fprog = _SockFprog(len(program), ctypes.cast(array, ctypes.POINTER(_SockFilter)))
+    array = (SockFilter * len(program))(*(SockFilter(*insn) for insn in program))
+    fprog = _SockFprog(len(program), ctypes.cast(array, ctypes.POINTER(SockFilter)))
     try:
         sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, bytes(fprog))
     except OSError as exc:

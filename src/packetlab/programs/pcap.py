@@ -14,6 +14,7 @@ import threading
 from packetlab.programs._errors import PcapError
 from packetlab.programs.cbpf import ClassicInsn, cbpf_to_ebpf
 from packetlab.programs.ebpf import encode_program
+from packetlab.programs.kernel import SockFilter
 
 DLT_RAW = 12  # Linux value: raw IPv4/IPv6, no link-layer header
 SNAPLEN = 65535
@@ -21,17 +22,8 @@ _PCAP_NETMASK_UNKNOWN = 0xFFFFFFFF
 _LIBRARIES = ("libpcap.so.0.8", "libpcap.so.1", "libpcap.so")
 
 
-class _BpfInsn(ctypes.Structure):
-    _fields_ = (
-        ("code", ctypes.c_ushort),
-        ("jt", ctypes.c_ubyte),
-        ("jf", ctypes.c_ubyte),
-        ("k", ctypes.c_uint32),
-    )
-
-
 class _BpfProgram(ctypes.Structure):
-    _fields_ = (("bf_len", ctypes.c_uint), ("bf_insns", ctypes.POINTER(_BpfInsn)))
+    _fields_ = (("bf_len", ctypes.c_uint), ("bf_insns", ctypes.POINTER(SockFilter)))
 
 
 _lock = threading.Lock()
