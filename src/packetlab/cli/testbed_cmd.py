@@ -18,13 +18,11 @@ if TYPE_CHECKING:
     from packetlab.testbed import Cleanup, Plan
 
 
-class TestbedFailure(click.ClickException):
+class TestbedFailure(BadInput):
     """The host could not build or remove a testbed; exit code 1."""
 
     __test__ = False
-
-    def show(self, file: Any = None) -> None:
-        click.echo(f"packetlab: error: {self.format_message()}", err=True)
+    exit_code = 1
 
 
 def _translate(exc: Exception) -> click.ClickException:

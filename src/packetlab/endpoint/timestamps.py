@@ -61,3 +61,9 @@ def drain_tx(sock: socket.socket) -> list[tuple[int | None, int | None]]:
             ):
                 key = _EXTENDED_ERR.unpack_from(data)[6]
         out.append((key, stamp))
+
+
+def latest_tx(sock: socket.socket) -> int | None:
+    """The latest kernel TX stamp waiting in the error queue (the queue is drained)."""
+    stamps = [stamp for _, stamp in drain_tx(sock) if stamp]
+    return stamps[-1] if stamps else None

@@ -147,8 +147,6 @@ class Builder:
             if link.relay_ifnames is not None:
                 netns = self.relay_ns(link)
                 _run(["ip", "netns", "add", netns], f"creating relay namespace {netns}")
-                self.state.relay_namespaces.append(netns)
-                write_state(self.names, self.state)
                 write_sysctls(netns, RELAY_SYSCTLS)
 
     def create_links(self) -> None:
@@ -191,22 +189,6 @@ class Builder:
             script = "".join(f"route add {r.dest} via {r.via} dev {r.dev}\n" for r in routes)
             if script:
                 _run(["ip", "-n", self.ns(node), "-batch", "-"], f"routes of {node}", script)
-        self.state.nodes = {
-            node: {
-                "router": self.plan.topology.node(node).router,
-                "interfaces": [
-                    {
-                        "name": i.name,
-                        "peer": i.peer,
-                        "addr4": str(i.addr4),
-                        "addr6": str(i.addr6),
-                        "mac": i.mac,
-                    }
-                    for i in ifaces
-                ],
-            }
-            for node, ifaces in self.plan.interfaces.items()
-        }
         write_state(self.names, self.state)
 
     def start_relays(self) -> None:

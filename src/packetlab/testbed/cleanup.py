@@ -28,10 +28,6 @@ class Cleanup:
     relays: list[int] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
-    @property
-    def found_anything(self) -> bool:
-        return bool(self.namespaces or self.relays)
-
 
 def instance_namespaces(names: Names, instance: str) -> list[str]:
     head = names.namespace_prefix(instance)

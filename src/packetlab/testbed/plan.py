@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ipaddress
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from packetlab.testbed._errors import TopologyError
@@ -253,9 +252,3 @@ def make_plan(topology: Topology) -> Plan:
         routes=routes,
         warnings=tuple(warnings),
     )
-
-
-def iter_interfaces(plan: Plan) -> Iterator[Interface]:
-    for plan_link in plan.links:
-        yield plan_link.end_a
-        yield plan_link.end_b

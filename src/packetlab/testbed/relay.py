@@ -33,7 +33,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 
-from packetlab.endpoint.timestamps import drain_tx, rx_time
+from packetlab.endpoint.timestamps import latest_tx, rx_time
 
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
@@ -45,7 +45,6 @@ TS_TX_SOFTWARE = 1 << 1
 TS_SOFTWARE = 1 << 4
 TS_OPT_TSONLY = 1 << 11
 PR_SET_NAME = 15
-PR_SET_PDEATHSIG = 1
 PR_SET_TIMERSLACK = 29
 IP_ETHERTYPES = (b"\x08\x00", b"\x86\xdd")
 
@@ -143,7 +142,7 @@ class Relay:
                 self.counts["send_failed"] += 1
                 continue
             self.counts["forwarded"] += 1
-            sent = _tx_stamp(sock)
+            sent = latest_tx(sock)
             if sent is not None:
                 self.path_ns.append(sent - before)
                 self.compensation_ns = min(
@@ -168,7 +167,7 @@ class Relay:
         for fd, events in self.poller.poll(self.timeout()):
             index = self.fd_index[fd]
             if events & (select.EPOLLERR | select.EPOLLHUP):
-                _tx_stamp(self.socks[index])
+                latest_tx(self.socks[index])
                 code = self.socks[index].getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
                 if code:
                     raise RelayExit(f"{self.ifaces[index]}: {os.strerror(code)}")
@@ -190,12 +189,6 @@ class Relay:
             p99 = errors[min(len(errors) - 1, int(len(errors) * 0.99))] / 1e3
             parts.append(f"release error (tx stamp - due) p50 {p50:.1f} us p99 {p99:.1f} us")
         return ", ".join(parts)
-
-
-def _tx_stamp(sock: socket.socket) -> int | None:
-    """The latest software TX stamp waiting in the error queue (drains the queue)."""
-    stamps = [stamp for _, stamp in drain_tx(sock) if stamp]
-    return stamps[-1] if stamps else None
 
 
 def _prctl(option: int, value: int) -> None:
@@ -227,10 +220,10 @@ def _realtime(priority: int) -> bool:
 def run(args: argparse.Namespace) -> int:
     _set_name(b"plt-relay")
     _prctl(PR_SET_TIMERSLACK, 1)
-    if args.parent_pid:
-        _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != args.parent_pid:
-            return 0
+    # the parent is watched with getppid (below), not PR_SET_PDEATHSIG: that fires when the
+    # *thread* that forked us ends, and a testbed may be started from a worker thread
+    if args.parent_pid and os.getppid() != args.parent_pid:
+        return 0
 
     def stop(signum: int, _frame: object) -> None:
         raise RelayExit(f"signal {signal.Signals(signum).name}")

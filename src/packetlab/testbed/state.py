@@ -40,10 +40,7 @@ class State:
     created: float = field(default_factory=time.time)
     namespaces: dict[str, str] = field(default_factory=dict)
     """node -> namespace."""
-    relay_namespaces: list[str] = field(default_factory=list)
     relays: list[RelayRecord] = field(default_factory=list)
-    nodes: dict[str, Any] = field(default_factory=dict)
-    """node -> {"router": bool, "interfaces": [{"name", "peer", "addr4", "addr6", "mac"}]}."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True)
@@ -52,7 +49,8 @@ class State:
     def from_json(cls, text: str) -> State:
         raw = json.loads(text)
         raw["relays"] = [RelayRecord(**r) for r in raw.get("relays", [])]
-        return cls(**raw)
+        known = set(cls.__dataclass_fields__)  # a state file from an older version may say more
+        return cls(**{key: value for key, value in raw.items() if key in known})
 
 
 def claim(names: Names, state: State) -> Path:

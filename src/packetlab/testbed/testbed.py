@@ -50,13 +50,11 @@ class Testbed:
         names: Names,
         state: State,
         relays: list[RelayProcess],
-        detached: bool,
     ) -> None:
         self.plan = plan
         self.name = instance
         self.names = names
         self.state = state
-        self.detached = detached
         self._relays = relays
         self._children: list[subprocess.Popen[Any]] = []
         self._down = False
@@ -103,7 +101,7 @@ class Testbed:
             for relay in builder.relays:
                 relay.reap()
             raise
-        testbed = cls(plan, instance, names, state, relays, detach)
+        testbed = cls(plan, instance, names, state, relays)
         if not detach:
             atexit.register(testbed.down)  # a testbed left up is removed when Python exits
         return testbed
