@@ -7,7 +7,8 @@ sends each :class:`Attack` of :func:`attacks` one at a time (magic packets, the 
 among them, TCP connects the policy forbids), then floods: TCP connects, raw TCP SYNs, ICMP
 echoes with a few magic packets right behind them (:func:`hidden_attacks`), each flood as fast
 as requests go. It judges nothing: it records every result (the errid of each refused request,
-each ntag's time and errid) and prints one line ``ATTACK-SUMMARY {json}`` for the test
+each ntag's time and errid; ``stray_ntags``: every ntag for a tag whose request was refused
+or never made, or a tag's second) and prints one line ``ATTACK-SUMMARY {json}`` for the test
 (tests/test_guardian_attacks.py) to judge against what the target captured.
 
 Plain classes and NamedTuples only: the controller loads this file without registering it as a
@@ -22,13 +23,12 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
-import struct
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NamedTuple
 
 from packetlab import packets
 from packetlab.controller.api import EndpointError, EndpointHandle
-from packetlab.packets import ICMP, TCP, ICMPv6, IPv4, IPv6, IPv6Extension
+from packetlab.packets import ICMP, TCP, UDP, ICMPv6, IPv4, IPv6, IPv6Extension
 from packetlab.wire import Nstat, Ntag
 
 RAW4, RAW6, UDP4, UDP6 = 1, 2, 3, 4  # socket ids
@@ -41,6 +41,8 @@ CONNECT_PORT = 8080
 SYN_TAGS, FLOOD_TAGS = 1000, 2000  # tags of the floods' probes start after these
 PROBE_PORT = 33434
 SPOOF_HOST = 99  # an address on the link that nobody owns
+STRAY_WAIT_S = 0.2
+"""How long the experiment waits at its end for ntags nobody asked for."""
 
 
 class Plan(NamedTuple):
@@ -167,7 +169,7 @@ def attacks(plan: Plan) -> list[Attack]:
     t.raw("IPv4 total length short", lambda m: echo(ep4, t4)(m) + b"\0\0", "total length")
     t.raw(
         "UDP length 8, datagram longer",
-        lambda m: IPv4(ep4, t4, 17, struct.pack("!4H", 9, 9, 8, 0) + m).build(),
+        lambda m: IPv4(ep4, t4, 17, UDP(9, 9, m, checksum=0, length=8)).build(),
         "UDP length",
     )
     t.raw("TCP data offset 2", tcp(ep4, t4, SYN_SPORT, CONNECT_PORT, data_offset=2), "data offset")
@@ -345,15 +347,23 @@ async def _attempt(request: Awaitable[None]) -> int:
 
 
 async def _ntags(
-    endpoint: EndpointHandle, want: set[tuple[int, int]], timeout: float
+    endpoint: EndpointHandle,
+    want: set[tuple[int, int]],
+    timeout: float,
+    strays: list[list[int]],
 ) -> dict[tuple[int, int], tuple[int, int]]:
-    """(sktid, tag) -> (time, errid) of the ntags for ``want``, waiting up to ``timeout``."""
+    """(sktid, tag) -> (time, errid) of the ntags for ``want``, waiting up to ``timeout``;
+    every other ntag that comes meanwhile, [sktid, tag, time, errid], goes to ``strays``."""
     got: dict[tuple[int, int], tuple[int, int]] = {}
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while want - set(got) and (left := deadline - loop.time()) > 0:
         for note in await endpoint.collect(Ntag, 1, timeout=left):
-            got[(note.sktid, note.tag)] = (note.time, note.errid)
+            key = (note.sktid, note.tag)
+            if key in want and key not in got:
+                got[key] = (note.time, note.errid)
+            else:  # for a refused request, or a second one
+                strays.append([note.sktid, note.tag, note.time, note.errid])
     return got
 
 
@@ -378,6 +388,7 @@ async def experiment(endpoint: EndpointHandle, args: list[str]) -> None:
     # 1. the magic packets and the controls, one at a time; the forbidden connects
     results: dict[int, dict[str, object]] = {}
     sent: dict[tuple[int, int], int] = {}
+    tagged: dict[tuple[int, int], int] = {}
     for tag, attack in enumerate([*attacks(plan), *loopback_source_attacks(plan)], start=1):
         if attack.via == "tcp":
             errid = await _attempt(endpoint.open_tcp(10, attack.dst, attack.dport))
@@ -387,12 +398,16 @@ async def experiment(endpoint: EndpointHandle, args: list[str]) -> None:
             continue
         errid = await _send(endpoint, attack, tag)
         results[attack.ident] = {"errid": errid, "tag": tag, "ntag": None}
+        sktid = {"raw4": RAW4, "raw6": RAW6, "udp4": UDP4, "udp6": UDP6}[attack.via]
+        tagged[(sktid, tag)] = attack.ident
         if not errid:
-            sktid = {"raw4": RAW4, "raw6": RAW6, "udp4": UDP4, "udp6": UDP6}[attack.via]
             sent[(sktid, tag)] = attack.ident
-    for key, (time_ns, errid) in (await _ntags(endpoint, set(sent), 3.0)).items():
-        if key in sent:
-            results[sent[key]]["ntag"] = [time_ns, errid]
+    strays: list[list[int]] = []
+    for key, (time_ns, errid) in (await _ntags(endpoint, set(sent), 3.0, strays)).items():
+        results[sent[key]]["ntag"] = [time_ns, errid]
+    for sktid, tag, time_ns, errid in strays:  # an ntag for a refused request
+        if (sktid, tag) in tagged:
+            results[tagged[(sktid, tag)]]["ntag"] = [time_ns, errid]
     summary["attacks"] = results
 
     # 2. a flood of TCP connects to the target, as fast as requests go
@@ -414,16 +429,23 @@ async def experiment(endpoint: EndpointHandle, args: list[str]) -> None:
 
     # 3. a raw SYN flood and 4. a flood ping: all requests at once, then every ntag
     syns = [syn_packet(plan, n) for n in range(1, plan.syns + 1)]
-    summary["syn_flood"] = await _flood(endpoint, syns, SYN_TAGS)
+    summary["syn_flood"] = await _flood(endpoint, syns, SYN_TAGS, strays)
     echoes = [flood_packet(plan, n) for n in range(1, plan.flood + 1)]
-    summary["flood_ping"] = await _flood(endpoint, echoes, FLOOD_TAGS, hidden_attacks(plan))
+    summary["flood_ping"] = await _flood(endpoint, echoes, FLOOD_TAGS, strays, hidden_attacks(plan))
     for sktid in (RAW4, RAW6, UDP4, UDP6):
         await endpoint.close(sktid)
+    for note in await endpoint.collect(Ntag, 1 << 20, timeout=STRAY_WAIT_S):  # late ones
+        strays.append([note.sktid, note.tag, note.time, note.errid])
+    summary["stray_ntags"] = strays
     print("ATTACK-SUMMARY " + json.dumps(summary), flush=True)
 
 
 async def _flood(
-    endpoint: EndpointHandle, probes: list[bytes], tag0: int, hidden: Sequence[Attack] = ()
+    endpoint: EndpointHandle,
+    probes: list[bytes],
+    tag0: int,
+    strays: list[list[int]],
+    hidden: Sequence[Attack] = (),
 ) -> dict[str, object]:
     """Send ``probes`` on RAW4 as fast as requests go (pipelined; the n-th, from 1, tagged
     ``tag0 + n``), then the ``hidden`` attacks right behind them: each one's result and ntag,
@@ -437,7 +459,7 @@ async def _flood(
     end = await endpoint.now()
     want = {(RAW4, t) for (_, t), e in zip(sends, errids, strict=True) if not e}
     # a shaped probe waits at most max_wait_ms; give a slow (or wrong) endpoint time to say
-    got = await _ntags(endpoint, want, 10.0)
+    got = await _ntags(endpoint, want, 10.0, strays)
     results = [
         {"errid": e, "ntag": list(got[(RAW4, t)]) if (RAW4, t) in got else None}
         for (_, t), e in zip(sends, errids, strict=True)

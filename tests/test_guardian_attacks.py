@@ -21,13 +21,9 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import secrets
-import socket
-import struct
 import subprocess
-import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,8 +39,9 @@ from attack_experiment import (
     hidden_attacks,
     loopback_source_attacks,
 )
-from netns_session import PACKETLAB, endpoint_config, init_home
+from netns_session import PACKETLAB, NodeSession, PacketCapture, endpoint_config, init_home
 from packetlab import packets
+from packetlab.testbed import Topology
 from packetlab.wire import ErrId
 
 EXPERIMENT = Path(__file__).resolve().parent / "attack_experiment.py"
@@ -56,7 +53,6 @@ name = "attacks"
 a = "ep"
 b = "target"
 """
-PORT = 7777
 PKTDENY = int(ErrId.ESKTPKTDENY)
 OPNDENY = int(ErrId.ESKTOPNDENY)
 # the certified profile, tightened so that floods show
@@ -80,10 +76,6 @@ dest_burst_pkts = {dest_burst}
 [guardian.optout]
 file = "optout.txt"
 """
-ETH_P_ALL = 0x0003
-SO_TIMESTAMPNS = 35
-SO_RCVBUFFORCE = 33
-PACKET_OUTGOING = 4
 CAPTURE_LIMIT_S = 90.0
 
 
@@ -92,72 +84,34 @@ CAPTURE_LIMIT_S = 90.0
 
 @dataclass(frozen=True)
 class Frame:
-    """One IP packet the target received (kernel timestamp, ns since the epoch)."""
+    """One IP packet the target received (kernel timestamp, ns since the epoch), parsed."""
 
     time: int
-    ip: bytes
+    ip: bytes = field(repr=False)
+    packet: packets.IPv4 | packets.IPv6 | None
+    """None when the bytes do not parse (nothing malformed may arrive: a test checks)."""
+    src: str
+    dst: str
 
-    @property
-    def version(self) -> int:
-        return self.ip[0] >> 4
-
-    @property
-    def src(self) -> str:
-        raw = self.ip[12:16] if self.version == 4 else self.ip[8:24]
-        return str(ipaddress.ip_address(raw))
-
-    @property
-    def dst(self) -> str:
-        raw = self.ip[16:20] if self.version == 4 else self.ip[24:40]
-        return str(ipaddress.ip_address(raw))
-
-    def parsed(self) -> packets.IPv4 | packets.IPv6 | None:
+    @classmethod
+    def of(cls, time_ns: int, ip: bytes) -> Frame:
         try:
-            return packets.parse_ip(self.ip)
+            packet: packets.IPv4 | packets.IPv6 | None = packets.parse_ip(ip)
         except packets.PacketError:
-            return None
+            packet = None
+        if packet is not None:
+            src, dst = packets.addr_text(packet.src), packets.addr_text(packet.dst)
+        elif ip and ip[0] >> 4 == 4 and len(ip) >= 20:
+            src, dst = packets.addr_text(ip[12:16]), packets.addr_text(ip[16:20])
+        elif ip and ip[0] >> 4 == 6 and len(ip) >= 40:
+            src, dst = packets.addr_text(ip[8:24]), packets.addr_text(ip[24:40])
+        else:
+            src = dst = "?"
+        return cls(time_ns, ip, packet, src, dst)
 
-
-class Capture:
-    """Everything arriving in a namespace (an AF_PACKET socket made there), in a thread."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 8 << 20)
-            sock.settimeout(0.05)
-        except OSError:
-            sock.close()
-            raise
-        self.frames: list[Frame] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        deadline = time.monotonic() + CAPTURE_LIMIT_S
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            try:
-                data, ancillary, _, address = self.sock.recvmsg(1 << 17, 64)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            if address[2] == PACKET_OUTGOING:
-                continue
-            stamp = time.time_ns()
-            for level, kind, value in ancillary:
-                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
-                    seconds, nanos = struct.unpack("qq", value[:16])
-                    stamp = seconds * 1_000_000_000 + nanos
-            if data[12:14] in (b"\x08\x00", b"\x86\xdd"):  # IPv4, IPv6 (not ARP)
-                self.frames.append(Frame(stamp, data[14:]))
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self.sock.close()
+    @property
+    def transport(self) -> packets.Transport | bytes | None:
+        return None if self.packet is None else self.packet.payload
 
 
 # the run ---------------------------------------------------------------------------------------
@@ -217,100 +171,69 @@ def _plan(tb: Any) -> Plan:
 def _experiment(tb: Any, home: Path, config: Path, plan: Plan) -> tuple[str, str]:
     """Run the hostile controller against the endpoint, both in ``ep``: (controller's
     stdout, endpoint's stderr)."""
-    controller = tb.popen(
-        "ep",
-        [*PACKETLAB, "--home", str(home), "controller", "-a", f"127.0.0.1:{PORT}", "-n", "1",
-         str(EXPERIMENT), plan.to_json()],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    endpoint = tb.popen(
-        "ep",
-        [*PACKETLAB, "--home", str(home), "endpoint", "-v", "-c", str(config),
-         f"127.0.0.1:{PORT}", "--sessions", "1", "--attempts", "20"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        out, err = _finish(controller, 50)
-        _, log = _finish(endpoint, 10)
-    finally:
-        for process in (controller, endpoint):
-            if process.poll() is None:
-                process.kill()
-                process.communicate()
-    if controller.returncode != 0 or "ATTACK-SUMMARY " not in out:
-        raise AssertionError(f"controller failed:\n{out}\n{err}\nendpoint:\n{log}")
-    return out, log
-
-
-def _finish(process: subprocess.Popen[str], timeout: float) -> tuple[str, str]:
-    """(stdout, stderr) of ``process`` once it ends; killed after ``timeout`` seconds."""
-    try:
-        return process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        return process.communicate()
+    with NodeSession(
+        tb, "ep", home, config, EXPERIMENT, plan.to_json(), endpoint_args=("-v",)
+    ) as session:
+        out = session.finish(50, 10)
+        if "ATTACK-SUMMARY " not in out:
+            raise AssertionError(f"no ATTACK-SUMMARY from the controller\n{session.logs_text()}")
+        return out, session.log("endpoint")
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
-    from packetlab.testbed import Testbed, Topology, preflight
-
-    reason = preflight(need_tc=False)
-    if reason:
-        pytest.skip(reason)
-    tb = Testbed.start(Topology.parse(TOPOLOGY), name=f"attacks_{secrets.token_hex(3)}")
-    capture: Capture | None = None
+def run(testbed_module: Callable[..., Any], tmp_path_factory: pytest.TempPathFactory) -> Run:
+    tb = testbed_module(Topology.parse(TOPOLOGY))
+    plan = _plan(tb)
+    iface = tb.interface("target", "ep")
+    for address, length in ((plan.optout4, 24), (plan.outside4, 24)):
+        tb.exec("target", ["ip", "addr", "add", f"{address}/{length}", "dev", iface.name],
+                check=True)  # fmt: skip
+    for address in (plan.optout6, plan.outside6):
+        tb.exec("target", ["ip", "addr", "add", f"{address}/64", "dev", iface.name, "nodad"],
+                check=True)  # fmt: skip
+    # a route for IPv4 multicast, so that any the guardian let through would reach the target
+    ep_iface = tb.interface("ep", "target").name
+    tb.exec("ep", ["ip", "route", "add", "224.0.0.0/4", "dev", ep_iface], check=True)
+    home = init_home(tmp_path_factory.mktemp("attacks") / "home")
+    valid = [
+        ipaddress.ip_network(f"{a}/{n}", strict=False) for a, n in ((plan.t4, 27), (plan.t6, 120))
+    ]
+    _mint_limited_chain(home, [str(net) for net in valid])
+    (home / "optout.txt").write_text(
+        f"# the target's second address asked not to be measured\n"
+        f"{plan.optout4}/32 icmp,udp,tcp\n{plan.optout6}/128 icmp,udp,tcp\n"
+    )
+    allow = [f"{plan.t4}/32", f"{plan.optout4}/32", f"{plan.outside4}/32"]
+    allow += [f"{plan.t6}/128", f"{plan.optout6}/128", f"{plan.outside6}/128"]
+    guardian = GUARDIAN.format(
+        max_wait=MAX_WAIT_MS,
+        allow=json.dumps(allow),
+        syn_rate=SYN_RATE,
+        syn_burst=SYN_BURST,
+        dest_rate=DEST_RATE,
+        dest_burst=DEST_BURST,
+    )
+    config = endpoint_config(home, tb, "ep", guardian)
+    frames: list[Frame] = []
+    capture = PacketCapture(
+        tb, "target", lambda t, ip: frames.append(Frame.of(t, ip)), limit_s=CAPTURE_LIMIT_S
+    )
     try:
-        plan = _plan(tb)
-        iface = tb.interface("target", "ep")
-        for address, length in ((plan.optout4, 24), (plan.outside4, 24)):
-            tb.exec("target", ["ip", "addr", "add", f"{address}/{length}", "dev", iface.name],
-                    check=True)  # fmt: skip
-        for address in (plan.optout6, plan.outside6):
-            tb.exec("target", ["ip", "addr", "add", f"{address}/64", "dev", iface.name, "nodad"],
-                    check=True)  # fmt: skip
-        # a route for IPv4 multicast, so that any the guardian let through would reach the target
-        ep_iface = tb.interface("ep", "target").name
-        tb.exec("ep", ["ip", "route", "add", "224.0.0.0/4", "dev", ep_iface], check=True)
-        home = init_home(tmp_path_factory.mktemp("attacks") / "home")
-        valid = [
-            ipaddress.ip_network(f"{a}/{n}", strict=False)
-            for a, n in ((plan.t4, 27), (plan.t6, 120))
-        ]
-        _mint_limited_chain(home, [str(net) for net in valid])
-        (home / "optout.txt").write_text(
-            f"# the target's second address asked not to be measured\n"
-            f"{plan.optout4}/32 icmp,udp,tcp\n{plan.optout6}/128 icmp,udp,tcp\n"
-        )
-        allow = [f"{plan.t4}/32", f"{plan.optout4}/32", f"{plan.outside4}/32"]
-        allow += [f"{plan.t6}/128", f"{plan.optout6}/128", f"{plan.outside6}/128"]
-        guardian = GUARDIAN.format(
-            max_wait=MAX_WAIT_MS,
-            allow=json.dumps(allow),
-            syn_rate=SYN_RATE,
-            syn_burst=SYN_BURST,
-            dest_rate=DEST_RATE,
-            dest_burst=DEST_BURST,
-        )
-        config = endpoint_config(home, tb, "ep", guardian)
-        sock = tb.socket("target", socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-        capture = Capture(sock)
         out, log = _experiment(tb, home, config, plan)
         time.sleep(0.3)  # the last packets' way to the target
-        capture.stop()
-        line = next(x for x in out.splitlines() if x.startswith("ATTACK-SUMMARY "))
-        yield Run(
-            plan=plan,
-            attacks=attacks(plan),
-            summary=json.loads(line.split(" ", 1)[1]),
-            refusals=[x.split(" refused: ", 1)[1] for x in log.splitlines() if " refused: " in x],
-            frames=capture.frames,
-            endpoint_log=log,
-        )
-    finally:
-        if capture is not None:
-            capture.stop()
-        tb.down()
+    except BaseException:
+        capture.close()
+        raise
+    capture.stop()  # raises if the capture ended early or the kernel dropped frames
+    line = next(x for x in out.splitlines() if x.startswith("ATTACK-SUMMARY "))
+    return Run(
+        plan=plan,
+        attacks=attacks(plan),
+        summary=json.loads(line.split(" ", 1)[1]),
+        refusals=[x.split(" refused: ", 1)[1] for x in log.splitlines() if " refused: " in x],
+        frames=frames,
+        endpoint_log=log,
+    )
 
 
 # the checks ------------------------------------------------------------------------------------
@@ -322,7 +245,7 @@ def _phase1_refused(run: Run) -> list[Attack]:
 
 def test_every_attack_is_refused_with_the_guardian_error(run: Run) -> None:
     """Each forbidden nsend is answered ESKTPKTDENY, each forbidden connect ESKTOPNDENY, and
-    no ntag says any of them was sent."""
+    no ntag says any of them was sent: none came for a tag whose request was refused."""
     wrong = []
     for attack in run.attacks:
         if attack.allowed:
@@ -332,6 +255,7 @@ def test_every_attack_is_refused_with_the_guardian_error(run: Run) -> None:
         if result["errid"] != expected or result["ntag"] is not None:
             wrong.append((attack.kind, attack.name, hex(result["errid"]), result["ntag"]))
     assert not wrong, wrong
+    assert run.summary["stray_ntags"] == [], run.summary["stray_ntags"]
     kinds = {a.kind for a in run.attacks if not a.allowed}
     assert len(kinds) >= 10  # every Table 2 row and the other rules were tried
 
@@ -369,7 +293,7 @@ def test_nothing_forbidden_reaches_the_target(run: Run) -> None:
     bcast4 = str(ipaddress.IPv4Network(plan.subnet4).broadcast_address)
     assert run.frames, "the capture saw nothing"
     for frame in run.frames:
-        ip = frame.parsed()
+        ip = frame.packet
         assert ip is not None, f"a malformed packet arrived: {frame.ip.hex()}"
         proto = ip.proto if isinstance(ip, packets.IPv4) else ip.next_header
         payload = ip.payload
@@ -421,10 +345,9 @@ def _probes(run: Run, phase: str) -> list[dict[str, Any]]:
 def _tcp_syns(run: Run) -> list[tuple[Frame, packets.TCP]]:
     out = []
     for frame in run.frames:
-        ip = frame.parsed()
-        if ip is None or frame.src != run.plan.ep4 or frame.dst != run.plan.t4:
+        if frame.packet is None or frame.src != run.plan.ep4 or frame.dst != run.plan.t4:
             continue
-        tcp = ip.payload
+        tcp = frame.packet.payload
         if isinstance(tcp, packets.TCP) and tcp.flags & packets.SYN and not tcp.flags & packets.ACK:
             out.append((frame, tcp))
     return out
@@ -467,11 +390,10 @@ def test_flood_ping_is_held_to_the_destination_bucket(run: Run) -> None:
     sent, _ = _outcomes(run, "flood_ping")
     echoes = []
     for frame in run.frames:
-        ip = frame.parsed()
-        if ip is not None and isinstance(ip.payload, packets.ICMP):
-            icmp = ip.payload
-            if icmp.type == 8 and icmp.ident == FLOOD_IDENT:
-                echoes.append((frame.time, icmp.seq))
+        icmp = frame.transport
+        flood_echo = (packets.ICMPType.ECHO_REQUEST, FLOOD_IDENT)
+        if isinstance(icmp, packets.ICMP) and (icmp.type, icmp.ident) == flood_echo:
+            echoes.append((frame.time, icmp.seq))
     assert sorted(seq for _, seq in echoes) == sorted(sent)
     assert len(sent) >= DEST_BURST
     excess, count, span = _worst_window([t for t, _ in echoes], DEST_BURST, DEST_RATE)
@@ -487,8 +409,7 @@ def test_flood_ping_is_held_to_the_destination_bucket(run: Run) -> None:
 
 
 def _is_connect_syn(frame: Frame) -> bool:
-    ip = frame.parsed()
-    tcp = ip.payload if ip is not None else None
+    tcp = frame.transport
     return isinstance(tcp, packets.TCP) and tcp.dport == CONNECT_PORT and not tcp.payload
 
 

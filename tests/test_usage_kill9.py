@@ -43,9 +43,7 @@ Root only (network namespaces); about 6 s.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
 import random
 import re
 import signal
@@ -61,7 +59,16 @@ from typing import Any
 
 import pytest
 
-from netns_session import PACKETLAB, endpoint_config, init_home
+from netns_session import (
+    PACKETLAB,
+    SO_RCVBUFFORCE,
+    NodeSession,
+    Recorder,
+    descendants,
+    endpoint_config,
+    init_home,
+    kill9,
+)
 from packetlab import pki
 from packetlab.guardian.usage import Usage, UsageStore
 
@@ -80,7 +87,7 @@ TARGET_PORT = 40_000
 PACKET_SIZE = 8 + 8 + 20  # payload, UDP header, IPv4 header: the guardian's probe size
 PAYLOAD = struct.Struct(">II")
 STEP_TIMEOUT_S = 20.0
-SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # linux; Python names it from 3.12
+RECEIVE_LIMIT_S = 180.0  # far beyond every step's time-out: reaching it fails the test
 
 GUARDIAN = f"""
 [guardian]
@@ -117,41 +124,31 @@ class Summary:
 
 class Receiver:
     """Counts the datagrams arriving on a socket, by phase: distinct sequence numbers and
-    duplicates."""
+    duplicates. ``stop()`` raises when the reading ended early (error or RECEIVE_LIMIT_S)."""
 
     def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
         self.seqs: dict[int, set[int]] = {}
         self.duplicates = 0
         self.other = 0
         self.first_at: dict[int, float] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        self._recorder = Recorder(sock, self._take, limit_s=RECEIVE_LIMIT_S, bufsize=64)
 
-    def _run(self) -> None:
-        self.sock.settimeout(0.05)
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(64)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            if len(data) != PAYLOAD.size:
-                self.other += 1
-                continue
-            phase, seq = PAYLOAD.unpack(data)
-            with self._lock:
-                if phase not in self.first_at:
-                    self.first_at[phase] = time.monotonic()
-                seen = self.seqs.setdefault(phase, set())
-                if seq in seen:
-                    self.duplicates += 1
-                seen.add(seq)
+    def _take(self, data: bytes, ancillary: object, address: object) -> None:
+        if len(data) != PAYLOAD.size:
+            self.other += 1
+            return
+        phase, seq = PAYLOAD.unpack(data)
+        with self._lock:
+            if phase not in self.first_at:
+                self.first_at[phase] = time.monotonic()
+            seen = self.seqs.setdefault(phase, set())
+            if seq in seen:
+                self.duplicates += 1
+            seen.add(seq)
 
     def count(self, phase: int) -> int:
+        self._recorder.check()
         with self._lock:
             return len(self.seqs.get(phase, ()))
 
@@ -173,31 +170,7 @@ class Receiver:
         return last
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
-        self.sock.close()
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (from /proc/PID/task/TID/children), parents first."""
-    found: list[int] = []
-    todo = [pid]
-    while todo:
-        parent = todo.pop()
-        try:
-            tids = os.listdir(f"/proc/{parent}/task")
-        except OSError:
-            continue
-        for tid in tids:
-            try:
-                text = Path(f"/proc/{parent}/task/{tid}/children").read_text()
-            except OSError:
-                continue
-            for child in map(int, text.split()):
-                if child not in found:
-                    found.append(child)
-                    todo.append(child)
-    return found
+        self._recorder.stop()
 
 
 def alive(pid: int) -> bool:
@@ -209,71 +182,20 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def kill9(pids: list[int]) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+def session(tb: Any, home: Path, config: Path, state: Path, port: int, *args: str) -> NodeSession:
+    """burst_experiment.py served to an endpoint in ``ep`` keeping its state in ``state``."""
+    return NodeSession(
+        tb, "ep", home, config, SCRIPT, *args, port=port,
+        endpoint_args=("--state-dir", str(state)), log_dir=home.parent / f"session-{port}",
+    )  # fmt: skip
 
 
-class Session:
-    """One controller + endpoint pair in ``ep``, output in files."""
-
-    def __init__(self, tb: Any, home: Path, config: Path, state: Path, port: int, *args: str):
-        self.logs = home.parent / f"session-{port}"
-        self.logs.mkdir()
-        self.procs: list[subprocess.Popen[Any]] = []
-        self.controller = self._popen(
-            tb, "controller",
-            [*PACKETLAB, "--home", str(home), "controller", "-a", f"127.0.0.1:{port}", "-n", "1",
-             str(SCRIPT), *args],
-        )  # fmt: skip
-        self.endpoint = self._popen(
-            tb, "endpoint",
-            [*PACKETLAB, "--home", str(home), "endpoint", "-c", str(config), "--state-dir",
-             str(state), f"127.0.0.1:{port}", "--sessions", "1", "--attempts", "20"],
-        )  # fmt: skip
-
-    def _popen(self, tb: Any, name: str, argv: list[str]) -> subprocess.Popen[Any]:
-        out_path, err_path = self.logs / f"{name}.out", self.logs / f"{name}.err"
-        with out_path.open("w") as out, err_path.open("w") as err:
-            proc: subprocess.Popen[Any] = tb.popen(
-                "ep", argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL
-            )
-        self.procs.append(proc)
-        return proc
-
-    def log(self, name: str, kind: str = "err") -> str:
-        return (self.logs / f"{name}.{kind}").read_text()
-
-    def logs_text(self) -> str:
-        return "".join(
-            f"--- {name}.{kind}\n{self.log(name, kind)}"
-            for name in ("controller", "endpoint")
-            for kind in ("out", "err")
-        )
-
-    def summary(self) -> Summary:
-        match = _SUMMARY.search(self.log("controller", "out"))
-        assert match, f"no summary from the experiment\n{self.logs_text()}"
-        issued, confirmed, accepted, refused = (int(match[i]) for i in range(1, 5))
-        return Summary(issued, confirmed, accepted, refused, match[5], match[6])
-
-    def wait(self) -> None:
-        """Both processes end by themselves, successfully."""
-        for proc in (self.controller, self.endpoint):
-            try:
-                proc.wait(timeout=STEP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                raise AssertionError(f"session did not end\n{self.logs_text()}") from None
-        assert self.controller.returncode == 0, self.logs_text()
-        assert self.endpoint.returncode == 0, self.logs_text()
-
-    def close(self) -> None:
-        """Kill whatever of ours is still running, with its descendants (by pid); reap it."""
-        for proc in self.procs:
-            if proc.poll() is None:
-                kill9([proc.pid, *descendants(proc.pid)])
-            proc.wait(timeout=10)
+def summary(run: NodeSession) -> Summary:
+    """What the experiment printed at its end."""
+    match = _SUMMARY.search(run.log("controller", "out"))
+    assert match, f"no summary from the experiment\n{run.logs_text()}"
+    issued, confirmed, accepted, refused = (int(match[i]) for i in range(1, 5))
+    return Summary(issued, confirmed, accepted, refused, match[5], match[6])
 
 
 @pytest.fixture
@@ -322,7 +244,7 @@ def test_usage_survives_kill9_mid_burst(line: tuple[Any, Path, Path, Receiver]) 
     started = time.monotonic()
 
     # 1. the burst, killed
-    first = Session(tb, home, config, state, 7781, "burst", target, str(TARGET_PORT), "1",
+    first = session(tb, home, config, state, 7781, "burst", target, str(TARGET_PORT), "1",
                     str(BURST), window)  # fmt: skip
     try:
         deadline = time.monotonic() + STEP_TIMEOUT_S
@@ -349,7 +271,7 @@ def test_usage_survives_kill9_mid_burst(line: tuple[Any, Path, Path, Receiver]) 
         first.controller.wait(timeout=STEP_TIMEOUT_S)
     finally:
         first.close()
-    burst = first.summary()
+    burst = summary(first)
     usage1 = stored(state, experiment_id)
     sent1, bytes1 = usage1.send_pkt, usage1.send_byte
     report = (
@@ -371,13 +293,10 @@ def test_usage_survives_kill9_mid_burst(line: tuple[Any, Path, Path, Receiver]) 
     assert bytes1 - received1 * PACKET_SIZE <= byte_bound, report
 
     # 2. a new endpoint, same state: M more, a clean end
-    second = Session(tb, home, config, state, 7782, "burst", target, str(TARGET_PORT), "2",
-                     str(M), window)  # fmt: skip
-    try:
-        second.wait()
-    finally:
-        second.close()
-    assert second.summary() == Summary(M, M, M, 0, "-", "'done'"), second.logs_text()
+    with session(tb, home, config, state, 7782, "burst", target, str(TARGET_PORT), "2",
+                 str(M), window) as second:  # fmt: skip
+        second.finish(STEP_TIMEOUT_S, STEP_TIMEOUT_S)
+    assert summary(second) == Summary(M, M, M, 0, "-", "'done'"), second.logs_text()
     assert receiver.settle(2) == M
     usage2 = stored(state, experiment_id)
     print(f"after {M} more: stored={usage2.send_pkt} (was {sent1})")
@@ -386,13 +305,10 @@ def test_usage_survives_kill9_mid_burst(line: tuple[Any, Path, Path, Receiver]) 
     assert usage2.first_ns == usage1.first_ns
 
     # 3. until the chain's max_send_pkt refuses
-    third = Session(tb, home, config, state, 7783, "until-refused", target,
-                    str(TARGET_PORT), "3", str(LIMIT), window)  # fmt: skip
-    try:
-        third.wait()
-    finally:
-        third.close()
-    last = third.summary()
+    with session(tb, home, config, state, 7783, "until-refused", target, str(TARGET_PORT),
+                 "3", str(LIMIT), window) as third:  # fmt: skip
+        third.finish(STEP_TIMEOUT_S, STEP_TIMEOUT_S)
+    last = summary(third)
     usage3 = stored(state, experiment_id)
     print(f"until refused: accepted={last.accepted} refused={last.refused} {last.errids}"
           f" stored={usage3.send_pkt} limit={LIMIT}")  # fmt: skip

@@ -9,42 +9,44 @@ from __future__ import annotations
 import random
 import select
 import socket
-import struct
 import time
 from dataclasses import dataclass
 
-from packetlab.endpoint.timestamps import drain_tx, rx_time
+from packetlab import packets
+from packetlab.endpoint.timestamps import (
+    SO_TIMESTAMPING,
+    SOF_OPT_TSONLY,
+    SOF_RX_SOFTWARE,
+    SOF_SOFTWARE,
+    SOF_TX_SOFTWARE,
+    latest_tx,
+    rx_time,
+)
+from packetlab.packets import ICMPType, ICMPv6Type
 from packetlab.testbed import Testbed
 
-SO_TIMESTAMPING = 37
-SO_TIMESTAMPNS = 35
-TS_TX_SOFTWARE = 1 << 1
-TS_RX_SOFTWARE = 1 << 3
-TS_SOFTWARE = 1 << 4
-TS_OPT_TSONLY = 1 << 11
-ICMP_ECHO, ICMP_ECHO_REPLY, ICMP_TIME_EXCEEDED, ICMP_UNREACH = 8, 0, 11, 3
-ICMP6_ECHO, ICMP6_ECHO_REPLY, ICMP6_TIME_EXCEEDED, ICMP6_UNREACH = 128, 129, 3, 1
-
-
-def checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    total = (total >> 16) + (total & 0xFFFF)
-    return ~(total + (total >> 16)) & 0xFFFF
+# the ICMP errors a hop answers a TTL-limited probe with (test_testbed_live.py checks them)
 
 
 def echo_request(ident: int, seq: int, v6: bool = False, size: int = 56) -> bytes:
-    head = struct.pack("!BBHHH", ICMP6_ECHO if v6 else ICMP_ECHO, 0, 0, ident, seq)
-    body = head + bytes(size)
-    if v6:
-        return body  # the kernel fills the ICMPv6 checksum
-    return body[:2] + struct.pack("!H", checksum(body)) + body[4:]
+    """An ICMP (ICMPv6) echo request of ``size`` zero bytes, for a raw socket."""
+    if v6:  # checksum 0: the kernel fills it on raw ICMPv6 sockets
+        request = packets.ICMPv6(ICMPv6Type.ECHO_REQUEST, 0, ident, seq, bytes(size), checksum=0)
+        return request.build()
+    return packets.ICMP(ICMPType.ECHO_REQUEST, 0, ident, seq, bytes(size)).build()
 
 
-def _tx_stamp(sock: socket.socket) -> int | None:
-    stamps = [stamp for _, stamp in drain_tx(sock) if stamp]
-    return stamps[-1] if stamps else None
+def _echo_reply(data: bytes, v6: bool) -> packets.ICMP | packets.ICMPv6 | None:
+    """The echo reply a raw ICMP socket read (v4: a whole IP packet; v6: the ICMPv6 message
+    only), or None for anything else."""
+    try:
+        message = packets.ICMPv6.parse(data) if v6 else packets.parse_ip(data).payload
+    except packets.PacketError:
+        return None
+    want = ICMPv6Type.ECHO_REPLY if v6 else ICMPType.ECHO_REPLY
+    if isinstance(message, packets.ICMP | packets.ICMPv6) and message.type == want:
+        return message
+    return None
 
 
 @dataclass
@@ -73,13 +75,13 @@ def kernel_rtts(
         sock.setsockopt(
             socket.SOL_SOCKET,
             SO_TIMESTAMPING,
-            TS_TX_SOFTWARE | TS_RX_SOFTWARE | TS_SOFTWARE | TS_OPT_TSONLY,
+            SOF_TX_SOFTWARE | SOF_RX_SOFTWARE | SOF_SOFTWARE | SOF_OPT_TSONLY,
         )
         sock.setblocking(False)
         ident = rng.randrange(1, 0xFFFF)
         for seq in range(count):
             sock.sendto(echo_request(ident, seq), (dst, 0))
-            sent_ns = _tx_stamp(sock)
+            sent_ns = latest_tx(sock)
             deadline = time.monotonic() + timeout_s
             while (left := deadline - time.monotonic()) > 0:
                 if not select.select([sock], [], [], left)[0]:
@@ -88,12 +90,10 @@ def kernel_rtts(
                     data, anc, _, _ = sock.recvmsg(2048, 512)
                 except BlockingIOError:
                     continue
-                offset = (data[0] & 0x0F) * 4
-                if data[offset] == ICMP_ECHO_REPLY and struct.unpack_from(
-                    "!HH", data, offset + 4
-                ) == (ident, seq):
+                reply = _echo_reply(data, v6=False)
+                if reply is not None and (reply.ident, reply.seq) == (ident, seq):
                     got = rx_time(anc)
-                    sent_ns = sent_ns or _tx_stamp(sock)
+                    sent_ns = sent_ns or latest_tx(sock)
                     if got and sent_ns:
                         rtts.append(got - sent_ns)
                     break
@@ -113,21 +113,6 @@ class Hop:
     source: str
     icmp_type: int
     code: int
-
-
-def _quoted_port(data: bytes, v6: bool) -> int | None:
-    """Destination port of the UDP header quoted in an ICMP error (v4 data starts with IP)."""
-    if v6:
-        inner = 8  # ICMPv6 raw sockets deliver the ICMPv6 message only
-        if len(data) < inner + 40 + 4 or data[inner + 6] != socket.IPPROTO_UDP:
-            return None
-        return int(struct.unpack_from("!H", data, inner + 40 + 2)[0])
-    outer = (data[0] & 0x0F) * 4
-    inner = outer + 8
-    if len(data) < inner + 20 + 4 or data[inner + 9] != socket.IPPROTO_UDP:
-        return None
-    inner_len = (data[inner] & 0x0F) * 4
-    return int(struct.unpack_from("!H", data, inner + inner_len + 2)[0])
 
 
 def udp_ttl_probe(
@@ -150,10 +135,14 @@ def udp_ttl_probe(
             if not select.select([listener], [], [], left)[0]:
                 return None
             data, address = listener.recvfrom(2048)
-            if _quoted_port(data, v6) != port:
+            # v4 raw sockets deliver the whole IP packet, ICMPv6 ones the message only
+            try:
+                quoted = packets.quoted_probe(data)
+            except packets.PacketError:
                 continue
-            offset = 0 if v6 else (data[0] & 0x0F) * 4
-            return Hop(address[0], data[offset], data[offset + 1])
+            if quoted is None or quoted.proto != socket.IPPROTO_UDP or quoted.dport != port:
+                continue
+            return Hop(address[0], quoted.icmp_type, quoted.icmp_code)
         return None
     finally:
         listener.close()
@@ -165,7 +154,7 @@ def echo_once(tb: Testbed, node: str, dst: str, v6: bool = False, timeout_s: flo
     family = socket.AF_INET6 if v6 else socket.AF_INET
     proto = socket.IPPROTO_ICMPV6 if v6 else socket.IPPROTO_ICMP
     sock = tb.socket(node, family, socket.SOCK_RAW, proto)
-    ident, want = random.randrange(1, 0xFFFF), ICMP6_ECHO_REPLY if v6 else ICMP_ECHO_REPLY
+    ident = random.randrange(1, 0xFFFF)
     try:
         sock.setblocking(False)
         sock.sendto(echo_request(ident, 1, v6), (dst, 0))
@@ -173,9 +162,8 @@ def echo_once(tb: Testbed, node: str, dst: str, v6: bool = False, timeout_s: flo
         while (left := deadline - time.monotonic()) > 0:
             if not select.select([sock], [], [], left)[0]:
                 return False
-            data = sock.recv(2048)
-            offset = 0 if v6 else (data[0] & 0x0F) * 4
-            if data[offset] == want and struct.unpack_from("!H", data, offset + 4)[0] == ident:
+            reply = _echo_reply(sock.recv(2048), v6)
+            if reply is not None and reply.ident == ident:
                 return True
         return False
     finally:

@@ -16,16 +16,13 @@ from typing import Any
 
 import pytest
 from tb_probes import (
-    ICMP6_TIME_EXCEEDED,
-    ICMP6_UNREACH,
-    ICMP_TIME_EXCEEDED,
-    ICMP_UNREACH,
     echo_once,
     kernel_rtts,
     percentile,
     udp_ttl_probe,
 )
 
+from packetlab.packets import ICMPType, ICMPv6Type
 from packetlab.testbed import InstanceError, Names, SetupError, Testbed, Topology
 from packetlab.testbed._netns import list_netns, read_sysctl
 from packetlab.testbed._procs import is_relay_of
@@ -81,7 +78,9 @@ def test_ttl_probes_from_ep_see_every_router_then_the_target(testbed: Factory, v
         target,
     ]
     exceeded, unreach = (
-        (ICMP6_TIME_EXCEEDED, ICMP6_UNREACH) if v6 else (ICMP_TIME_EXCEEDED, ICMP_UNREACH)
+        (ICMPv6Type.TIME_EXCEEDED, ICMPv6Type.DEST_UNREACH)
+        if v6
+        else (ICMPType.TIME_EXCEEDED, ICMPType.DEST_UNREACH)
     )
     probes = [udp_ttl_probe(tb, "ep", target, ttl, 33434 + ttl, v6) for ttl in range(1, 6)]
     hops = [hop for hop in probes if hop is not None]
@@ -108,7 +107,7 @@ def test_icmp_errors_are_not_rate_limited(testbed: Factory) -> None:
             got < 100 and select.select([listener], [], [], max(0, deadline - time.monotonic()))[0]
         ):
             data = listener.recv(2048)
-            got += data[(data[0] & 0x0F) * 4] == ICMP_TIME_EXCEEDED
+            got += data[(data[0] & 0x0F) * 4] == ICMPType.TIME_EXCEEDED
     assert got == 100
 
 
