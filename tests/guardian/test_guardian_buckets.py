@@ -137,10 +137,17 @@ def test_destination_table_is_bounded() -> None:
     later = T0 + S
     assert table.wait_ns(fresh, 100, later) == 0
     table.take(fresh, 100, later)
-    assert len(table) <= 50
-    for i in range(1000, 1200):
+    assert len(table) == 50
+    admitted = 0
+    for i in range(1001, 1200):
         dst = i.to_bytes(4, "big")
-        assert table.wait_ns(dst, 100, later) in (0, FULL_TABLE)
-        if table.wait_ns(dst, 100, later) == 0:
+        wait = table.wait_ns(dst, 100, later)
+        assert wait in (0, FULL_TABLE)
+        if wait == 0:
             table.take(dst, 100, later)
-        assert len(table) <= 51
+            admitted += 1
+        assert len(table) <= 50
+    # each newcomer displaced one refilled entry; once all 50 are fresh, the table is full again
+    assert admitted == 49
+    assert all(int.from_bytes(dst, "big") >= 1000 for dst in table.entries)
+    assert table.wait_ns((2000).to_bytes(4, "big"), 100, later) == FULL_TABLE

@@ -141,13 +141,13 @@ def test_check_open_judges_connect_destinations(guardian: Guardian) -> None:
 def test_max_recv(guardian: Guardian) -> None:
     guard = open_guard(guardian, "max_recv_pkt=3;max_recv_byte=1000;")
     got = 0
-    while guard.check_recv(4, 17, 300, T0):
+    while guard.check_recv(300, T0):
         guard.received(4, 17, ip("198.19.0.1"), ip("198.18.0.1"), bytes(300), T0)
         got += 1
     assert got == 3
     guard2 = open_guard(guardian, "max_recv_byte=1000;", experiment_id="b")
     got = 0
-    while guard2.check_recv(4, 17, 300, T0):
+    while guard2.check_recv(300, T0):
         guard2.received(4, 17, ip("198.19.0.1"), ip("198.18.0.1"), bytes(300), T0)
         got += 1
     assert got == 3  # 900 bytes; a fourth would pass 1000
@@ -273,7 +273,7 @@ def test_closed_guard_refuses_but_still_counts(guardian: Guardian) -> None:
     guard.close(T0)  # idempotent
     assert not guard.check_send(probe(), T0).allowed
     assert guard.check_open(4, 17, None, 0, T0).errid == OPEN_DENY
-    assert not guard.check_recv(4, 17, 40, T0)
+    assert not guard.check_recv(40, T0)
     guard.sent(probe(), None, T0)  # an endpoint bug, but the packet left: it is counted
     guard.received(4, 17, ip("198.19.0.1"), ip("198.18.0.1"), bytes(40), T0)
     usage = guardian.usage.usage("exp-a")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -15,13 +16,27 @@ from pathlib import Path
 import dpkt
 import pytest
 from click.testing import CliRunner
-from guardian_helpers import MS, OWN4, T0, S, ip, make_guardian, open_guard, probe
+from guardian_helpers import (
+    LOOSE,
+    MS,
+    OWN4,
+    OWN6,
+    REMOTE4,
+    REMOTE6,
+    T0,
+    S,
+    ip,
+    make_guardian,
+    open_guard,
+    probe,
+)
 from scapy.layers.inet import ICMP, IP, UDP
 from scapy.utils import rdpcap
 
-from packetlab.cli.traceback_cmd import traceback
+from packetlab.cli.traceback_cmd import _since_ns, traceback
 from packetlab.guardian import LogConfig, PacketLog, Prefix, TrafficIndex
-from packetlab.guardian.pcapng import OUTBOUND, packet_options
+from packetlab.guardian.pcapng import OUTBOUND, EpbOptions, synth_header, synth_header_len
+from packetlab.guardian.traffic_index import MINUTE_NS
 
 
 def udp_packet(src: str, dst: str, payload: bytes, sport: int = 40000, dport: int = 33434) -> bytes:
@@ -87,7 +102,7 @@ def test_sent_and_received_packets_are_logged_with_their_experiment(tmp_path: Pa
 def test_snaplen_keeps_headers_and_the_length(tmp_path: Path) -> None:
     log = PacketLog(tmp_path, LogConfig(snaplen=64))
     big = udp_packet(OWN4, "198.19.7.7", bytes(1000))
-    log.write(T0, b"", big, len(big), packet_options("x", OUTBOUND))
+    log.write(T0, b"", big, len(big), EpbOptions("x", OUTBOUND))
     log.close(T0)
     (path,) = tmp_path.glob("*.pcapng")
     data = path.read_bytes()
@@ -103,7 +118,7 @@ def test_snaplen_keeps_headers_and_the_length(tmp_path: Path) -> None:
 
 def test_rotation_and_retention(tmp_path: Path) -> None:
     log = PacketLog(tmp_path, LogConfig(rotate_bytes=2000, keep_bytes=6000, flush_ms=1))
-    opts = packet_options("exp=r ctl=c dir=sent", OUTBOUND)
+    opts = EpbOptions("exp=r ctl=c dir=sent", OUTBOUND)
     pkt = udp_packet(OWN4, "198.19.7.7", bytes(100))
     for i in range(200):
         log.write(T0 + i * MS, b"", pkt, len(pkt), opts)
@@ -116,6 +131,106 @@ def test_rotation_and_retention(tmp_path: Path) -> None:
         seen += [round(ts * 1000) for ts, _ in read_dpkt(f)]
     assert seen == sorted(seen)
     assert seen[-1] == round((T0 + 199 * MS) / 1e6)  # the newest are kept
+
+
+def test_retention_spares_another_writers_open_file(tmp_path: Path) -> None:
+    config = LogConfig(rotate_bytes=2000, keep_bytes=3000, flush_ms=1)
+    idle, busy = PacketLog(tmp_path, config), PacketLog(tmp_path, config)
+    opts = EpbOptions("exp=r ctl=c dir=sent", OUTBOUND)
+    pkt = udp_packet(OWN4, "198.19.7.7", bytes(100))
+    idle.write(T0, b"", pkt, len(pkt), opts)
+    idle.flush(T0)
+    assert idle.current is not None
+    idle_path = idle.current.path
+    os.utime(idle_path, ns=(0, 0))  # idle for ages: its age must not matter
+    busy.write(T0 + S, b"", pkt, len(pkt), opts)
+    assert busy.current is not None
+    busy_first = busy.current.path
+    for i in range(200):
+        busy.write(T0 + S + i * MS, b"", pkt, len(pkt), opts)
+    busy.close(T0 + 2 * S)
+    assert not busy_first.exists()  # retention ran ...
+    assert idle_path.exists()  # ... and spared the oldest file: it is open
+    assert sorted(tmp_path.glob("packets-*.pcapng"))[0] == idle_path
+    idle.write(T0 + 3 * S, b"", pkt, len(pkt), opts)
+    idle.flush(T0 + 3 * S)
+    assert len(read_dpkt(idle_path)) == 2  # still the file the idle writer writes to
+    idle.close(T0 + 3 * S)
+    for i in range(200):  # closed, its lock is gone: now it can go
+        busy.write(T0 + 4 * S + i * MS, b"", pkt, len(pkt), opts)
+    busy.close(T0 + 5 * S)
+    assert not idle_path.exists()
+
+
+def test_closed_files_are_not_kept_without_an_index(tmp_path: Path) -> None:
+    toml = LOOSE + "[log]\nindex = false\nrotate_bytes = 2000\nflush_ms = 1\n"
+    g = make_guardian(tmp_path, toml, log=True)
+    try:
+        guard = open_guard(g)
+        for i in range(100):
+            guard.sent(probe(size=128), bytes(100), T0 + i * 10 * MS)
+        assert g.log is not None and len(g.log.closed_files) > 1  # rotated
+        g.handle_timer(T0 + 20 * S)
+        assert g.log.closed_files == []
+    finally:
+        g.close(T0 + 20 * S)
+    assert g.log.closed_files == []
+
+
+@pytest.mark.parametrize(("family", "proto"), [(4, 17), (4, 6), (4, 1), (6, 17), (6, 6), (6, 58)])
+def test_synthesized_header_length(family: int, proto: int) -> None:
+    addr = bytes(4 if family == 4 else 16)
+    assert synth_header_len(family, proto) == len(synth_header(family, proto, addr, addr, 1, 2, 9))
+
+
+@pytest.mark.parametrize("logged", [False, True])
+def test_received_payload_counts_its_synthesized_header(tmp_path: Path, logged: bool) -> None:
+    g = make_guardian(tmp_path, log=logged)
+    guard = open_guard(g)
+    guard.received(4, 17, ip(REMOTE4), ip(OWN4), b"pong", T0, raw=False, sport=53, dport=40000)
+    guard.received(6, 6, ip(REMOTE6), ip(OWN6), bytes(10), T0, raw=False, sport=80, dport=40000)
+    g.close(T0)
+    g = make_guardian(tmp_path)
+    usage = g.usage.usage("exp-a")
+    g.close(T0)
+    assert usage is not None and (usage.recv_pkt, usage.recv_byte) == (2, 20 + 8 + 4 + 40 + 20 + 10)
+    if logged:
+        (path,) = log_files(tmp_path)
+        assert [len(data) for _, data in read_dpkt(path)] == [32, 70]
+
+
+def test_a_busy_index_does_not_hold_up_the_timer(tmp_path: Path) -> None:
+    g = make_guardian(tmp_path, log=True)
+    try:
+        guard = open_guard(g)
+        for i in range(10):
+            guard.sent(probe(size=100), None, T0 + i * MS)
+        other = sqlite3.connect(tmp_path / "traffic.sqlite", isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+            started = time.monotonic()
+            g.handle_timer(T0 + 10 * S)
+            assert time.monotonic() - started < 1  # not the 5 s busy timeout
+            other.execute("ROLLBACK")
+        finally:
+            other.close()
+        g.handle_timer(T0 + 10 * S + 500 * MS)
+        g.handle_timer(T0 + 11 * S)  # retried a second later
+        index = TrafficIndex(tmp_path / "traffic.sqlite")
+        try:
+            (row,) = index.traceback(Prefix(4, int.from_bytes(ip(REMOTE4), "big"), 32))
+            assert (row.pkts, row.nbytes) == (10, 1000)
+        finally:
+            index.close()
+    finally:
+        g.close(T0 + 12 * S)
+    index = TrafficIndex(tmp_path / "traffic.sqlite")
+    try:
+        (row,) = index.traceback(Prefix(4, int.from_bytes(ip(REMOTE4), "big"), 32))
+        assert (row.pkts, row.nbytes) == (10, 1000)  # counted once
+        assert len(index.files_between(T0, T0 + S)) == 1
+    finally:
+        index.close()
 
 
 def test_buffer_reaches_the_file_within_a_second(tmp_path: Path) -> None:
@@ -257,13 +372,32 @@ def test_traceback_cli(tmp_path: Path) -> None:
     assert result.exit_code == 0
     assert "exp-beta" in result.output and "exp-alpha" not in result.output
 
-    result = runner.invoke(
-        traceback, ["198.19.7.7", "--state-dir", str(tmp_path), "--since", "-1h"]
-    )
-    assert result.exit_code == 0 and "exp-alpha" in result.output  # T0 is in 2027
-
     result = runner.invoke(traceback, ["198.19.9.9", "--state-dir", str(tmp_path)])
     assert result.exit_code == 0 and "No traffic with 198.19.9.9" in result.output
+
+
+def test_since_ago_is_on_the_real_clock() -> None:
+    before = time.time_ns()
+    since = _since_ns("-1h")
+    after = time.time_ns()
+    assert since is not None and before - 3600 * S <= since <= after - 3600 * S
+    assert _since_ns("1800000000") == T0
+    assert _since_ns(None) is None
+
+
+def test_traceback_cli_since_ago(tmp_path: Path) -> None:
+    now = time.time_ns()
+    index = TrafficIndex(tmp_path / "traffic.sqlite")
+    try:
+        for experiment, ago_s in (("exp-old", 7200), ("exp-recent", 600)):
+            t = now - ago_s * S
+            index.record([(ip(REMOTE4), t // MINUTE_NS, experiment, "ctl", 17, 0, 1, 100, t, t)])
+    finally:
+        index.close()
+    args = [REMOTE4, "--state-dir", str(tmp_path), "--since", "-1h"]
+    result = CliRunner().invoke(traceback, args)
+    assert result.exit_code == 0, result.output
+    assert "exp-recent" in result.output and "exp-old" not in result.output
 
 
 @pytest.mark.parametrize(

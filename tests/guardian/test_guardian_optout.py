@@ -189,17 +189,17 @@ def test_guardian_refuses_opted_out_destinations(tmp_path: Path) -> None:
 def test_dns_answer_is_cached_five_minutes(server: TxtServer) -> None:
     source = dns_source(server.port)
     assert source.dns_due(T0)
-    assert source.refresh(T0) is True
+    assert asyncio.run(source.refresh_async(T0)) is True
     assert server.queries == 1
     table = source.table
     assert table.refuses(4, bytes([198, 18, 9, 1]), 17)
     assert not table.refuses(4, bytes([198, 18, 9, 1]), 6)
     assert table.refuses(6, bytes.fromhex("20010db8000900000000000000000001"), 6)
     assert table.refuses(4, bytes([198, 18, 10, 7]), 6)
-    assert source.refresh(T0 + 299 * S) is False
+    assert asyncio.run(source.refresh_async(T0 + 299 * S)) is False
     assert server.queries == 1  # served from the cache
     server.records = ['"198.18.11.0/24 tcp"']
-    assert source.refresh(T0 + 300 * S) is True
+    assert asyncio.run(source.refresh_async(T0 + 300 * S)) is True
     assert server.queries == 2
     assert source.table.refuses(4, bytes([198, 18, 11, 1]), 6)
     assert not source.table.refuses(4, bytes([198, 18, 9, 1]), 17)
@@ -207,11 +207,11 @@ def test_dns_answer_is_cached_five_minutes(server: TxtServer) -> None:
 
 def test_dns_failure_keeps_the_last_answer(server: TxtServer) -> None:
     source = dns_source(server.port)
-    source.refresh(T0)
+    asyncio.run(source.refresh_async(T0))
     before = source.table.entries
     server.answering = False
     now = T0 + 300 * S
-    assert source.refresh(now) is False
+    assert asyncio.run(source.refresh_async(now)) is False
     assert server.queries >= 2
     assert source.table.entries == before
     assert source.last_error is not None and "DNS" in source.last_error
@@ -219,13 +219,15 @@ def test_dns_failure_keeps_the_last_answer(server: TxtServer) -> None:
     assert not source.dns_due(now + 29 * S)
     server.answering = True
     server.records = []
-    assert source.refresh(now + 30 * S) is True  # an empty answer: no opt-outs any more
+    assert (
+        asyncio.run(source.refresh_async(now + 30 * S)) is True
+    )  # an empty answer: no opt-outs any more
     assert len(source.table) == 0 and source.last_error is None
 
 
 def test_dns_nxdomain_means_no_optouts(server: TxtServer) -> None:
     source = dns_source(server.port, "_optout.other.example.")
-    assert source.refresh(T0) is False
+    assert asyncio.run(source.refresh_async(T0)) is False
     assert len(source.table) == 0 and source.last_error is None
     assert source.dns_answered_ns == T0
 
@@ -233,7 +235,7 @@ def test_dns_nxdomain_means_no_optouts(server: TxtServer) -> None:
 def test_dns_bad_entry_is_skipped(server: TxtServer) -> None:
     server.records = ['"198.18.9.0/24 udp; 10.0.0.1/8 tcp; 198.18.12.0/24 smtp"']
     source = dns_source(server.port)
-    source.refresh(T0)
+    asyncio.run(source.refresh_async(T0))
     assert [str(e) for e in source.table.entries] == ["198.18.9.0/24 17"]
     assert source.last_error is not None and "10.0.0.1/8" in source.last_error
 
@@ -241,7 +243,7 @@ def test_dns_bad_entry_is_skipped(server: TxtServer) -> None:
 def test_dns_multi_string_record_is_joined(server: TxtServer) -> None:
     server.records = ['"198.18.9.0/24 " "icmp,udp"']
     source = dns_source(server.port)
-    source.refresh(T0)
+    asyncio.run(source.refresh_async(T0))
     assert [str(e) for e in source.table.entries] == ["198.18.9.0/24 1,17"]
 
 
@@ -260,7 +262,7 @@ def test_guardian_uses_dns_optouts(tmp_path: Path, server: TxtServer) -> None:
     try:
         guard = open_guard(guardian)
         assert guard.check_send(probe("198.18.9.1"), T0).allowed  # nothing fetched yet
-        source.refresh(T0)
+        asyncio.run(source.refresh_async(T0))
         assert not guard.check_send(probe("198.18.9.1"), T0).allowed
     finally:
         guardian.close(T0)

@@ -182,33 +182,6 @@ def test_spoofing_allowed_by_the_chain(guardian: Guardian) -> None:
     assert guard.check_send(probe(src="198.51.100.9"), T0).allowed
     # spoofing does not lift the other rules
     assert not guard.check_send(probe("224.0.0.1", src="198.51.100.9"), T0).allowed
-    assert guard.source_for(probe(src="198.51.100.9")) == bytes([198, 51, 100, 9])
-
-
-def test_sanitizer_picks_an_owned_source(guardian: Guardian, guard: ExperimentGuard) -> None:
-    own4 = bytes([198, 18, 0, 1])
-    assert guard.source_for(probe(src="0.0.0.0")) == own4
-    assert guard.source_for(probe(src=OWN4)) == own4
-    assert guard.source_for(probe("2001:db8:7::7", src="::")) == bytes.fromhex(
-        "20010db8000000000000000000000001"
-    )
-    # the kernel's route choice wins when the endpoint owns it
-    assert guardian.source_for(4, bytes(4), route_src=bytes([127, 0, 0, 1])) == bytes(
-        [127, 0, 0, 1]
-    )
-    assert guardian.source_for(4, bytes(4), route_src=bytes([203, 0, 113, 1])) == own4
-    with pytest.raises(ValueError, match="not one of the endpoint's"):
-        guard.source_for(probe(src="198.51.100.9"))
-
-
-def test_sanitizer_without_an_address_of_the_family(tmp_path: Path) -> None:
-    from packetlab.guardian import Guardian, GuardianConfig
-
-    g = Guardian(GuardianConfig.from_toml("[log]\nenabled = false"), tmp_path, [])
-    try:
-        assert g.source_for(6, bytes(16)) is None
-    finally:
-        g.close(T0)
 
 
 def test_bad_local_nets_is_a_config_error(tmp_path: Path) -> None:

@@ -101,19 +101,24 @@ def test_lease_grows_with_the_rate_and_shrinks_when_slow(tmp_path: Path) -> None
         store.open_experiment("e", "c", T0)
         lease = Lease(store, "e", "send", block_pkts=10, block_bytes=100, max_pkts=None,
                       max_bytes=None, max_scale=8)  # fmt: skip
-        now, blocks = T0, []
+        now, blocks, used = T0, [], 0
         for _ in range(6):  # each lease used up within 1 ms: 10, 20, 40, 80, 80, 80
             assert lease.extend(1, now)
             blocks.append(lease.pkts)
             while lease.pkts:
                 lease.use(1, now)
+                used += 1
             now += MS
         assert blocks == [10, 20, 40, 80, 80, 80]
+        usage = store.usage("e")  # stored: what was used and what is reserved ahead of use
+        assert usage is not None and (usage.send_pkt, usage.send_byte) == (used, used + 720)
         lease.extend(1, now + S)  # a slow lease halves
         assert lease.pkts == 40 and lease.nbytes == 720  # bytes left from before: no top-up
+        usage = store.usage("e")
+        assert usage is not None and (usage.send_pkt, usage.send_byte) == (used + 40, used + 720)
         lease.release()
         usage = store.usage("e")
-        assert usage is not None and usage.send_pkt == lease.used_pkts == 310
+        assert usage is not None and (usage.send_pkt, usage.send_byte) == (used, used) == (310, 310)
     finally:
         store.close()
 

@@ -22,7 +22,7 @@ def _since_ns(text: str | None) -> int | None:
         return None
     match = _AGO.match(text.strip())
     if match:
-        return int((time.time() - int(match.group(1)) * _UNITS[match.group(2)]) * 1e9)
+        return time.time_ns() - int(match.group(1)) * _UNITS[match.group(2)] * 1_000_000_000
     return parse_time(text, "--since") * 1_000_000_000
 
 
@@ -55,7 +55,7 @@ def traceback(
     files of the packet log that hold them.
     """
     from packetlab.guardian import GuardianError, TrafficIndex, parse_prefix
-    from packetlab.guardian.prefixes import addr_text
+    from packetlab.packets import addr_text
 
     try:
         target = parse_prefix(address)

@@ -38,6 +38,7 @@ from packetlab.endpoint.vmem import (
     SocketBlock,
 )
 from packetlab.guardian import ExperimentGuard, Probe, Verdict
+from packetlab.guardian.pcapng import synth_header_len
 from packetlab.pki import Limits, VerifiedChain
 from packetlab.programs import (
     FilterFunction,
@@ -556,10 +557,12 @@ class SessionAgent:
         stamp = _TIME_AT.unpack_from(frame, 7)[0]
         end = 15 + (4 if block.family == w.Family.IPV4 else 16)  # UDP: after raddr
         data = frame[end + 2 :] if block.proto == _UDP else frame[15:]
-        size = len(data)
-        if not guard.check_recv(block.family, block.proto, size, stamp):
+        raw = block.proto == _RAW
+        # the limits count bytes at the IP level, as received() does
+        counted = len(data) if raw else synth_header_len(block.family, block.proto) + len(data)
+        if not guard.check_recv(counted, stamp):
             block.drop_units += 1
-            block.drop_bytes += size
+            block.drop_bytes += len(data)
             return False
         if block.proto == _UDP:
             rport = int.from_bytes(frame[end : end + 2], "big")
@@ -572,10 +575,12 @@ class SessionAgent:
                 block.family, _TCP, block.raddr, block.laddr, data, stamp,
                 raw=False, sport=block.rport, dport=block.lport,
             )  # fmt: skip
-        elif block.family == w.Family.IPV4 and size >= 20:
-            guard.received(4, data[9], data[12:16], data[16:20], data, stamp)
-        elif block.family == w.Family.IPV6 and size >= 40:
-            guard.received(6, data[6], data[8:24], data[24:40], data, stamp)
+        elif block.family == w.Family.IPV4:  # a capture filter may have cut the header short
+            proto = data[9] if len(data) > 9 else 0
+            guard.received(4, proto, data[12:16], data[16:20], data, stamp)
+        else:
+            proto = data[6] if len(data) > 6 else 0
+            guard.received(6, proto, data[8:24], data[24:40], data, stamp)
         return True
 
     def _on_state(self, sktid: int, block: SocketBlock, frame: bytes) -> None:

@@ -58,13 +58,18 @@ import math
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
+from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from packetlab.guardian._errors import GuardianConfigError
 from packetlab.guardian.prefixes import Prefix, parse_prefix
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 _T = TypeVar("_T")
+_D = TypeVar("_D", bound="DataclassInstance")
 PROFILE_NAMES = ("public", "certified")
 
 
@@ -233,25 +238,24 @@ class GuardianConfig:
                     prefix + key, data[key], minimum=1 if key != "max_wait_ms" else 0
                 )
         if "source_policy" in data:
-            changes["source_policy"] = _source_policy(
-                _table(prefix + "source_policy", data["source_policy"]), prefix + "source_policy."
+            changes["source_policy"] = _section(
+                prefix + "source_policy", data["source_policy"], SourcePolicy(), _policy_key
             )
         if "profiles" in data:
             profiles = _table(prefix + "profiles", data["profiles"])
             _no_unknown(profiles, prefix + "profiles.", set(PROFILE_NAMES))
             for name in PROFILE_NAMES:
                 if name in profiles:
-                    where = f"{prefix}profiles.{name}"
                     base_profile = PUBLIC if name == "public" else CERTIFIED
-                    changes[name] = _profile(
-                        _table(where, profiles[name]), where + ".", base_profile
+                    changes[name] = _section(
+                        f"{prefix}profiles.{name}", profiles[name], base_profile, _profile_key
                     )
         if "optout" in data:
-            changes["optout"] = _optout(
-                _table(prefix + "optout", data["optout"]), prefix + "optout.", base_dir
+            changes["optout"] = _section(
+                prefix + "optout", data["optout"], OptOutConfig(), partial(_optout_key, base_dir)
             )
         if "log" in data:
-            changes["log"] = _log(_table(prefix + "log", data["log"]), prefix + "log.")
+            changes["log"] = _section(prefix + "log", data["log"], LogConfig(), _log_key)
         config = replace(cls(), **changes)
         if config.lease_packets_max < config.lease_packets:
             raise GuardianConfigError(
@@ -323,56 +327,44 @@ def _prefix(key: str, value: object) -> Prefix:
         raise GuardianConfigError(key, f"not a prefix: {exc}") from None
 
 
-def _source_policy(data: Mapping[str, Any], prefix: str) -> SourcePolicy:
-    _no_unknown(data, prefix, {f.name for f in fields(SourcePolicy)})
-    changes: dict[str, Any] = {}
-    for key, value in data.items():
-        if key == "privileged_port_exceptions":
-            changes[key] = _list(
-                prefix + key, value, lambda k, v: _int(k, v, minimum=0, maximum=65535)
-            )
-        elif key == "allow_dest":
-            changes[key] = _list(prefix + key, value, _prefix)
-        else:
-            changes[key] = _bool(prefix + key, value)
-    return replace(SourcePolicy(), **changes)
+def _section(
+    where: str, value: object, base: _D, parse: Callable[[str, str, object], object]
+) -> _D:
+    """``base`` with the keys of the table ``value`` (at ``where``) changed; ``parse(name, key,
+    value)`` checks one (``key`` is its full name, for errors)."""
+    data = _table(where, value)
+    _no_unknown(data, where + ".", {f.name for f in fields(base)})
+    return replace(base, **{name: parse(name, f"{where}.{name}", v) for name, v in data.items()})
 
 
-def _profile(data: Mapping[str, Any], prefix: str, base: RateProfile) -> RateProfile:
-    _no_unknown(data, prefix, {f.name for f in fields(RateProfile)})
-    changes: dict[str, Any] = {}
-    for key, value in data.items():
-        if key.endswith("_per_s"):
-            changes[key] = _rate(prefix + key, value)
-        else:
-            changes[key] = _int(prefix + key, value, minimum=1)
-    return replace(base, **changes)
+def _policy_key(name: str, key: str, value: object) -> object:
+    if name == "privileged_port_exceptions":
+        return _list(key, value, lambda k, v: _int(k, v, minimum=0, maximum=65535))
+    if name == "allow_dest":
+        return _list(key, value, _prefix)
+    return _bool(key, value)
 
 
-def _optout(data: Mapping[str, Any], prefix: str, base_dir: Path | None) -> OptOutConfig:
-    _no_unknown(data, prefix, {f.name for f in fields(OptOutConfig)})
-    changes: dict[str, Any] = {}
-    for key, value in data.items():
-        if key == "file":
-            path = Path(_str(prefix + key, value)).expanduser()
-            changes[key] = base_dir / path if base_dir is not None else path
-        elif key in ("dns_name", "dns_server"):
-            changes[key] = _str(prefix + key, value)
-        elif key == "dns_port":
-            changes[key] = _int(prefix + key, value, minimum=1, maximum=65535)
-        else:
-            changes[key] = _int(prefix + key, value, minimum=1)
-    return replace(OptOutConfig(), **changes)
+def _profile_key(name: str, key: str, value: object) -> object:
+    if name.endswith("_per_s"):
+        return _rate(key, value)
+    return _int(key, value, minimum=1)
 
 
-def _log(data: Mapping[str, Any], prefix: str) -> LogConfig:
-    _no_unknown(data, prefix, {f.name for f in fields(LogConfig)})
-    changes: dict[str, Any] = {}
-    for key, value in data.items():
-        if key in ("enabled", "index"):
-            changes[key] = _bool(prefix + key, value)
-        elif key == "snaplen":
-            changes[key] = _int(prefix + key, value, minimum=20, maximum=262144)
-        else:
-            changes[key] = _int(prefix + key, value, minimum=1)
-    return replace(LogConfig(), **changes)
+def _optout_key(base_dir: Path | None, name: str, key: str, value: object) -> object:
+    if name == "file":
+        path = Path(_str(key, value)).expanduser()
+        return base_dir / path if base_dir is not None else path
+    if name in ("dns_name", "dns_server"):
+        return _str(key, value)
+    if name == "dns_port":
+        return _int(key, value, minimum=1, maximum=65535)
+    return _int(key, value, minimum=1)
+
+
+def _log_key(name: str, key: str, value: object) -> object:
+    if name in ("enabled", "index"):
+        return _bool(key, value)
+    if name == "snaplen":
+        return _int(key, value, minimum=20, maximum=262144)
+    return _int(key, value, minimum=1)

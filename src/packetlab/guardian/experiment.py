@@ -16,8 +16,8 @@ sends the packet (at ``wait_until_ns`` if shaped; asking again then) and reports
 3. destination opt-out (cached per address and opt-out generation);
 4. chain limits: max_exp_period, valid_dest, max_send_byte/pkt (leases), max_burst_rate_*
    (exact sliding windows; shaped like the buckets);
-5. sanitizer: the source must be the endpoint's (stage 2 checks it; ``source_for`` picks the
-   address for a raw packet with an unspecified source);
+5. sanitizer: the source must be the endpoint's own (checked in stage 2, with the spoofing
+   rule); an unspecified source is filled in by the kernel when the packet is sent;
 6. token buckets of the experiment's profile: SYN (per experiment), destination bytes and
    packets (per destination, shared), source bytes (shared). The chain's burst windows apply
    on top, so a chain can only tighten the operator's buckets;
@@ -40,9 +40,9 @@ from typing import TYPE_CHECKING
 from packetlab.guardian._errors import GuardianConfigError, UsageStoreError
 from packetlab.guardian.buckets import FULL_TABLE, NEVER, SlidingWindow, TokenBucket
 from packetlab.guardian.config import PROFILE_NAMES
-from packetlab.guardian.pcapng import INBOUND, OUTBOUND, packet_options, synth_header
+from packetlab.guardian.pcapng import INBOUND, OUTBOUND, EpbOptions, synth_header, synth_header_len
 from packetlab.guardian.policy import ICMP4_ERRORS, ICMP6_ERRORS, UNSPECIFIED_SET
-from packetlab.guardian.prefixes import PrefixSet, addr_text, parse_prefix
+from packetlab.guardian.prefixes import PrefixSet, parse_prefix
 from packetlab.guardian.probe import (
     ALLOW,
     IPPROTO_ICMP,
@@ -58,6 +58,7 @@ from packetlab.guardian.probe import (
 )
 from packetlab.guardian.traffic_index import RECEIVED, SENT, TrafficCounter
 from packetlab.guardian.usage import RECV, SEND, Lease
+from packetlab.packets import addr_text
 from packetlab.pki.limits import Limits
 
 if TYPE_CHECKING:
@@ -65,7 +66,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("packetlab.guardian")
 
-ADDR_LEN = {4: 4, 6: 16}
 _FAMILY = {4: (4, 20, 65535), 6: (16, 40, 65535 + 40)}
 """Per family: address length, smallest and largest packet (IP level)."""
 _PORT_PROTOS = (IPPROTO_TCP, IPPROTO_UDP)
@@ -130,26 +130,8 @@ class ExperimentGuard:
         self._pkt_windows = tuple(
             SlidingWindow(r.count, r.ticks) for r in limits.max_burst_rate_pkt
         )
-        self.send_lease = Lease(
-            guardian.usage,
-            ident.experiment_id,
-            SEND,
-            block_pkts=config.lease_packets,
-            block_bytes=config.lease_bytes,
-            max_pkts=limits.max_send_pkt,
-            max_bytes=limits.max_send_byte,
-            max_scale=config.lease_scale,
-        )
-        self.recv_lease = Lease(
-            guardian.usage,
-            ident.experiment_id,
-            RECV,
-            block_pkts=config.lease_packets,
-            block_bytes=config.lease_bytes,
-            max_pkts=limits.max_recv_pkt,
-            max_bytes=limits.max_recv_byte,
-            max_scale=config.lease_scale,
-        )
+        self.send_lease = self._lease(SEND, limits.max_send_pkt, limits.max_send_byte)
+        self.recv_lease = self._lease(RECV, limits.max_recv_pkt, limits.max_recv_byte)
         self.open_sockets = 0
         self.closed = False
         self._log = guardian.log
@@ -157,10 +139,23 @@ class ExperimentGuard:
         self.recv_counter = TrafficCounter(ident.experiment_id, ident.controller, RECEIVED)
         self._count_traffic = guardian.index is not None
         comment = f"exp={ident.experiment_id} ctl={ident.controller} dir="
-        self._opt_sent = packet_options(comment + "sent", OUTBOUND)
-        self._opt_recv = packet_options(comment + "received", INBOUND)
-        self._opt_sent_synth = packet_options(comment + "sent synthesized-header", OUTBOUND)
-        self._opt_recv_synth = packet_options(comment + "received synthesized-header", INBOUND)
+        self._opt_sent = EpbOptions(comment + "sent", OUTBOUND)
+        self._opt_recv = EpbOptions(comment + "received", INBOUND)
+        self._opt_sent_synth = EpbOptions(comment + "sent synthesized-header", OUTBOUND)
+        self._opt_recv_synth = EpbOptions(comment + "received synthesized-header", INBOUND)
+
+    def _lease(self, direction: str, max_pkts: int | None, max_bytes: int | None) -> Lease:
+        config = self.guardian.config
+        return Lease(
+            self.guardian.usage,
+            self.ident.experiment_id,
+            direction,
+            block_pkts=config.lease_packets,
+            block_bytes=config.lease_bytes,
+            max_pkts=max_pkts,
+            max_bytes=max_bytes,
+            max_scale=config.lease_scale,
+        )
 
     # -- sockets --------------------------------------------------------------------------------
 
@@ -180,7 +175,8 @@ class ExperimentGuard:
         """
         if self.closed:
             return deny("experiment closed", OPEN_DENY)
-        if family not in ADDR_LEN:
+        spec = _FAMILY.get(family)
+        if spec is None:
             return deny(f"address family {family}", OPEN_DENY)
         if self._expires_ns is not None and now_ns >= self._expires_ns:
             return deny("max_exp_period: the experiment period is over", OPEN_DENY)
@@ -189,7 +185,7 @@ class ExperimentGuard:
             return deny(f"max_socket_count: {max_sockets} sockets already open", OPEN_DENY)
         wait = 0
         if raddr is not None and proto in (IPPROTO_TCP, IPPROTO_UDP):
-            if len(raddr) != ADDR_LEN[family]:
+            if len(raddr) != spec[0]:
                 return deny("remote address length does not match the family", OPEN_DENY)
             if not 0 <= rport <= 65535:
                 return deny(f"remote port {rport}", OPEN_DENY)
@@ -344,14 +340,6 @@ class ExperimentGuard:
             )
         return Verdict(True, now_ns + wait)
 
-    def source_for(self, probe: Probe, route_src: bytes | None = None) -> bytes | None:
-        """Sanitizer: the source address to set on ``probe`` (see SourceFilter.source_for)."""
-        if not self._check_spoofing:
-            unspecified = bytes(len(probe.src))
-            if probe.src != unspecified:
-                return probe.src
-        return self._filter.source_for(probe.family, probe.src, route_src)
-
     def sent(self, probe: Probe, packet: bytes | None, now_ns: int) -> None:
         """Count a packet that was sent: usage, windows, buckets, traffic index, log.
 
@@ -360,16 +348,10 @@ class ExperimentGuard:
         """
         size = probe.size
         lease = self.send_lease
-        if lease.pkts >= 1 and lease.nbytes >= size:
-            lease.pkts -= 1
-            lease.nbytes -= size
-            lease.used_pkts += 1
-            lease.used_bytes += size
-        else:
-            lease.use(size, now_ns)
-            if self.closed:  # reported after close: counted exactly, nothing else
-                lease.release()
-                return
+        lease.use(size, now_ns)
+        if self.closed:  # reported after close: counted exactly, nothing else
+            lease.release()
+            return
         for window in self._byte_windows:
             window.add(size, now_ns)
         for window in self._pkt_windows:
@@ -402,7 +384,7 @@ class ExperimentGuard:
 
     # -- receiving ------------------------------------------------------------------------------
 
-    def check_recv(self, family: int, proto: int, size: int, now_ns: int) -> bool:
+    def check_recv(self, size: int, now_ns: int) -> bool:
         """May a received packet of ``size`` bytes go to the experiment (max_recv_*)?"""
         lease = self.recv_lease
         if lease.pkts >= 1 and lease.nbytes >= size:
@@ -431,23 +413,22 @@ class ExperimentGuard:
         """Count and log a packet delivered to the experiment.
 
         ``packet`` is the whole IP packet when ``raw``, else the UDP/TCP payload (``sport`` and
-        ``dport`` then name the ports for the synthesized header).
+        ``dport`` then name the ports for the synthesized header, counted in its size).
         """
-        if raw:
-            head = b""
-            options = self._opt_recv
-        else:
-            head = synth_header(family, proto, src, dst, sport, dport, len(packet))
-            options = self._opt_recv_synth
-        size = len(head) + len(packet)
+        size = len(packet) if raw else synth_header_len(family, proto) + len(packet)
         self.recv_lease.use(size, now_ns)
         if self.closed:  # reported after close: counted exactly, nothing else
             self.recv_lease.release()
             return
         if self._count_traffic:
             self.recv_counter.count(src, proto, size, now_ns)
-        if self._log is not None:
-            self._log.write(now_ns, head, packet, size, options)
+        plog = self._log
+        if plog is not None:
+            if raw:
+                plog.write(now_ns, b"", packet, size, self._opt_recv)
+            else:
+                head = synth_header(family, proto, src, dst, sport, dport, len(packet))
+                plog.write(now_ns, head, packet, size, self._opt_recv_synth)
 
     # -- end ------------------------------------------------------------------------------------
 

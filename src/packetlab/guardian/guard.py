@@ -6,8 +6,8 @@ store, the packet log and the traffic index, and opens an
 :class:`~packetlab.guardian.experiment.ExperimentGuard` per experiment (see experiment.py for
 the stages a packet passes). The owner arms one timer: ``get_timer()`` says when
 ``handle_timer(now)`` is due (log buffer writes, traffic index upserts, opt-out file checks);
-DNS opt-outs are fetched by ``optouts.refresh_async(now)`` (or ``refresh`` in a thread), never
-on the send path. Times are ns on the endpoint's epoch clock, passed in.
+DNS opt-outs are fetched by ``optouts.refresh_async(now)``, never on the send path. Times are
+ns on the endpoint's epoch clock, passed in.
 
 State directory layout: ``usage.sqlite`` (usage per experiment), ``traffic.sqlite`` (traceback
 index), ``log/packets-*.pcapng`` (packet log).
@@ -15,6 +15,7 @@ index), ``log/packets-*.pcapng`` (packet log).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,15 +25,23 @@ from packetlab.guardian.buckets import DestinationBuckets, TokenBucket
 from packetlab.guardian.config import GuardianConfig, RateProfile
 from packetlab.guardian.experiment import CACHE_MAX, ExperimentGuard, ExperimentIdentity
 from packetlab.guardian.optout import OptOutSource
-from packetlab.guardian.packet_log import PacketLog
+from packetlab.guardian.packet_log import LogFile, PacketLog
 from packetlab.guardian.policy import V4_MAPPED, SourceFilter
-from packetlab.guardian.traffic_index import IndexedFile, TrafficCounter, TrafficIndex
+from packetlab.guardian.traffic_index import IndexedFile, Row, TrafficCounter, TrafficIndex
 from packetlab.guardian.usage import UsageStore
 
 log = logging.getLogger("packetlab.guardian")
 
 INDEX_FLUSH_NS = 10_000_000_000
 INDEX_FLUSH_KEYS = 20_000
+INDEX_RETRY_NS = 1_000_000_000
+"""After an index update found the database busy, try again this much later."""
+INDEX_RETRY_MAX = 10 * INDEX_FLUSH_KEYS
+"""Rows kept for a retry; past this (the database busy for long) the oldest are dropped."""
+INDEX_BUSY_MS = 50
+"""How long an index update waits for another process's transaction while running."""
+CLOSE_BUSY_MS = 5000
+"""The same at close, where nothing else waits on it."""
 OPTOUT_CHECK_NS = 1_000_000_000
 
 
@@ -70,15 +79,16 @@ class Guardian:
         if config.log.enabled:
             self.log = PacketLog(state_dir / "log", config.log)
             if config.log.index:
-                self.index = TrafficIndex(state_dir / "traffic.sqlite")
+                self.index = TrafficIndex(
+                    state_dir / "traffic.sqlite", busy_timeout_ms=INDEX_BUSY_MS
+                )
         self.max_wait_ns = config.max_wait_ms * 1_000_000
         self._profiles: dict[str, _ProfileState] = {}
         self._dst_info: dict[bytes, tuple[str, int, int]] = {}
         self._guards: list[ExperimentGuard] = []
-        self._counters: list[TrafficCounter] = []
         self._index_next_ns = 0
+        self._index_retry: tuple[list[Row], list[IndexedFile]] = ([], [])
         self._optout_next_ns = 0
-        self._anonymous = 0
 
     # -- shared state ---------------------------------------------------------------------------
 
@@ -105,15 +115,6 @@ class Guardian:
         self._dst_info[dst] = info
         return info
 
-    def source_for(self, family: int, src: bytes, route_src: bytes | None = None) -> bytes | None:
-        """Sanitizer: the source address to set (see SourceFilter.source_for)."""
-        return self.filter.source_for(family, src, route_src)
-
-    def next_anonymous_id(self, now_ns: int) -> str:
-        """An experiment id for an anonymous (public) experiment, unique across restarts."""
-        self._anonymous += 1
-        return f"anonymous:{now_ns}-{self._anonymous}"
-
     # -- experiments ----------------------------------------------------------------------------
 
     def open_experiment(self, ident: ExperimentIdentity, now_ns: int) -> ExperimentGuard:
@@ -138,9 +139,11 @@ class Guardian:
         return min(times)
 
     def handle_timer(self, now_ns: int) -> None:
-        """Periodic work, none of it blocking for long: write the log buffer (due every
-        ``flush_ms``), upsert the traffic index (every 10 s), re-read a changed opt-out file
-        (every second). DNS opt-outs are refreshed by the owner: ``optouts.refresh_async``."""
+        """Periodic work: write the log buffer (due every ``flush_ms``), upsert the traffic
+        index (every 10 s), re-read a changed opt-out file (every second). The index update
+        waits at most INDEX_BUSY_MS for another process's transaction; if the database stays
+        busy the counts are kept and tried again a second later. DNS opt-outs are refreshed by
+        the owner: ``optouts.refresh_async``."""
         if self.log is not None:
             self.log.tick(now_ns)
         if now_ns >= self._optout_next_ns:
@@ -153,38 +156,45 @@ class Guardian:
         return sum(len(g.sent_counter) + len(g.recv_counter) for g in self._guards)
 
     def _flush_index(self, now_ns: int, extra: Sequence[TrafficCounter] = ()) -> None:
+        """Hand the log's finished files and the guards' counts to the index (if any)."""
         self._index_next_ns = now_ns + INDEX_FLUSH_NS
+        plog = self.log
+        log_files: list[LogFile | None] = []
+        if plog is not None:
+            plog.tick(now_ns)
+            log_files = [*plog.closed_files, plog.current]
+            plog.closed_files.clear()
         if self.index is None:
             return
-        rows = []
+        rows, files = self._index_retry
         for guard in self._guards:
             rows += guard.sent_counter.take_rows()
             rows += guard.recv_counter.take_rows()
         for counter in extra:
             rows += counter.take_rows()
-        files = []
-        if self.log is not None:
-            self.log.tick(now_ns)
-            for f in (*self.log.closed_files, self.log.current):
-                if f is not None:
-                    files.append(IndexedFile(str(f.path), f.first_ns, f.last_ns))
-            self.log.closed_files.clear()
+        files += [IndexedFile(str(f.path), f.first_ns, f.last_ns) for f in log_files if f]
         try:
             self.index.record(rows, files)
         except PacketLogError as exc:
-            log.warning("traffic index not updated: %s", exc)
+            log.warning("traffic index not updated (kept for a retry): %s", exc)
+            if len(rows) > INDEX_RETRY_MAX:
+                log.warning("traffic index: %d rows dropped", len(rows) - INDEX_RETRY_MAX)
+                del rows[:-INDEX_RETRY_MAX]
+            self._index_retry = (rows, files)
+            self._index_next_ns = now_ns + INDEX_RETRY_NS
+        else:
+            self._index_retry = ([], [])
 
     def close(self, now_ns: int) -> None:
         """Close every open experiment, write the log and the index, close the databases."""
+        if self.index is not None:
+            with contextlib.suppress(PacketLogError):
+                self.index.set_busy_timeout(CLOSE_BUSY_MS)
         for guard in list(self._guards):
             guard.close(now_ns)
-        self._flush_index(now_ns)
         if self.log is not None:
             self.log.close(now_ns)
-            if self.index is not None:
-                for f in self.log.closed_files:
-                    self.index.record((), [IndexedFile(str(f.path), f.first_ns, f.last_ns)])
-                self.log.closed_files.clear()
+        self._flush_index(now_ns)
         if self.index is not None:
             self.index.close()
         self.usage.close()

@@ -16,12 +16,12 @@ A file that fails to parse at start is an error; on a later reload the previous 
 DNS: one TXT RRset at a configured name (for example ``_optout.example.net``). Each TXT record
 holds one or more entries separated by ``;`` (a record's character-strings are joined first).
 This single-RRset scheme, not Scriptroute's per-destination lookup, is used so that the send
-path never waits on DNS: the whole list is fetched outside it, by :meth:`OptOutSource.refresh`
-(blocking, at most the timeout) or :meth:`OptOutSource.refresh_async`, which the endpoint calls
-periodically. An answer is used for ``cache_s`` (5 minutes). NXDOMAIN or no TXT data means no
-opt-outs. When the lookup fails (timeout, SERVFAIL, no server) the last answer is kept and the
-lookup is retried after ``retry_s``. A malformed TXT entry is skipped (and noted in
-``last_error``); the others apply.
+path never waits on DNS: the whole list is fetched outside it, by
+:meth:`OptOutSource.refresh_async`, which the endpoint's event loop runs when ``dns_due``.
+An answer is used for ``cache_s`` (5 minutes). NXDOMAIN or no TXT data means no opt-outs. When
+the lookup fails (timeout, SERVFAIL, no server) the last answer is kept and the lookup is
+retried after ``retry_s``. A malformed TXT entry is skipped (and noted in ``last_error``); the
+others apply.
 """
 
 from __future__ import annotations
@@ -156,15 +156,13 @@ class OptOutSource:
     guardian keys its per-destination caches on it). Nothing here runs on the send path.
     """
 
-    def __init__(self, config: OptOutConfig, *, entries: Iterable[OptOut] = ()) -> None:
+    def __init__(self, config: OptOutConfig) -> None:
         self.config = config
-        self._static = tuple(entries)
         self._file_entries: tuple[OptOut, ...] = ()
         self._dns_entries: tuple[OptOut, ...] = ()
         self._file_key: tuple[int, int, int] | None = None
         self.dns_next_ns = 0
         self.dns_answered_ns: int | None = None
-        self.dns_queries = 0
         self.last_error: str | None = None
         self.generation = 0
         self.table = EMPTY_TABLE
@@ -172,13 +170,8 @@ class OptOutSource:
             self._load_file(config.file, initial=True)
         self._rebuild()
 
-    @classmethod
-    def from_entries(cls, entries: Iterable[OptOut]) -> OptOutSource:
-        """A fixed list (tests, embedding)."""
-        return cls(OptOutConfig(), entries=entries)
-
     def _rebuild(self) -> None:
-        self.table = OptOutTable((*self._static, *self._file_entries, *self._dns_entries))
+        self.table = OptOutTable((*self._file_entries, *self._dns_entries))
         self.generation += 1
 
     def _load_file(self, path: Path, *, initial: bool) -> bool:
@@ -210,9 +203,9 @@ class OptOutSource:
     def dns_due(self, now_ns: int) -> bool:
         return self.config.dns_name is not None and now_ns >= self.dns_next_ns
 
-    def _resolver(self, cls: Any) -> Any:
+    def _resolver(self) -> dns.asyncresolver.Resolver:
         cfg = self.config
-        resolver = cls(configure=cfg.dns_server is None)
+        resolver = dns.asyncresolver.Resolver(configure=cfg.dns_server is None)
         if cfg.dns_server is not None:
             resolver.nameservers = [cfg.dns_server]
         resolver.port = cfg.dns_port
@@ -251,31 +244,16 @@ class OptOutSource:
         log.warning("opt-out lookup failed, last answer kept: %s", self.last_error)
         return False
 
-    def refresh(self, now_ns: int) -> bool:
-        """Check the file, and ask DNS if the cached answer is due. Blocks up to the timeout."""
-        changed = self.check_file()
-        if not self.dns_due(now_ns):
-            return changed
-        self.dns_queries += 1
-        try:
-            answer = self._resolver(dns.resolver.Resolver).resolve(
-                self.config.dns_name, "TXT", search=False, raise_on_no_answer=False
-            )
-        except dns.resolver.NXDOMAIN:
-            answer = None
-        except (dns.exception.DNSException, OSError) as exc:
-            return self._failed(exc, now_ns) or changed
-        return self._answered(answer, now_ns) or changed
-
     async def refresh_async(self, now_ns: int) -> bool:
-        """:meth:`refresh` for an asyncio loop (the DNS query does not block the loop)."""
+        """Check the file, and ask DNS if the cached answer is due (without blocking the loop;
+        at most the timeout). True if the table changed."""
         changed = self.check_file()
-        if not self.dns_due(now_ns):
+        name = self.config.dns_name
+        if name is None or not self.dns_due(now_ns):
             return changed
-        self.dns_queries += 1
         try:
-            answer = await self._resolver(dns.asyncresolver.Resolver).resolve(
-                self.config.dns_name, "TXT", search=False, raise_on_no_answer=False
+            answer = await self._resolver().resolve(
+                name, "TXT", search=False, raise_on_no_answer=False
             )
         except dns.resolver.NXDOMAIN:
             answer = None

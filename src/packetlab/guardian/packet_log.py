@@ -6,8 +6,12 @@ buffer that is written (one ``write``) when it passes 256 KiB, when :meth:`Packe
 ``flush_ms`` elapsed since the last write, and at close. Written data survives a kill -9 of the
 process, so at most the last ``flush_ms`` of packets is lost if the owner calls ``tick`` at least
 that often. A file is rotated past ``rotate_bytes``; the oldest files of the directory are
-deleted while together they exceed ``keep_bytes`` (files written in the last two flush periods,
-such as the open files of other endpoint processes, are kept).
+deleted while together they exceed ``keep_bytes``.
+
+A file open for writing is held under a shared ``flock``; retention deletes only a file on which
+it gets an exclusive lock at once, so the open files of other endpoint processes (idle ones too)
+are never deleted, and a killed process's file (its lock gone with it) can be. A writer that
+loses the race for a new file (deleted between its creation and the lock) starts another.
 """
 
 # ruff: noqa: PLR1730 - on the send path, an if is cheaper than calling max()
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import fcntl
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +36,7 @@ from packetlab.guardian.pcapng import (
 
 FLUSH_BYTES = 256 * 1024
 PATTERN = "packets-*.pcapng"
+_OPEN_TRIES = 3
 
 
 @dataclass(slots=True)
@@ -70,15 +76,19 @@ class PacketLog:
             raise PacketLogError(f"{directory}: cannot create the log directory: {exc}") from None
 
     def _open(self, ts_ns: int) -> None:
-        self._seq += 1
-        path = self.directory / f"packets-{_stamp(ts_ns)}-p{os.getpid()}-{self._seq:04d}.pcapng"
-        try:
-            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
-        except OSError as exc:
-            raise PacketLogError(f"{path}: cannot open: {exc}") from None
+        for _ in range(_OPEN_TRIES):
+            self._seq += 1
+            name = f"packets-{_stamp(ts_ns)}-p{os.getpid()}-{self._seq:04d}.pcapng"
+            path = self.directory / name
+            fd = _create_locked(path)
+            if fd is not None:
+                break
+        else:
+            raise PacketLogError(f"{self.directory}: new log files keep being deleted")
+        self._fd = fd
         head = section_header("packetlab guardian") + interface_description(self.snaplen, self.name)
         try:
-            os.write(self._fd, head)  # a new file is a valid (empty) pcapng at once
+            os.write(fd, head)  # a new file is a valid (empty) pcapng at once
         except OSError as exc:
             raise PacketLogError(f"{path}: cannot write: {exc}") from None
         self.current = LogFile(path, ts_ns, ts_ns, len(head))
@@ -87,7 +97,7 @@ class PacketLog:
     def write(
         self, ts_ns: int, head: bytes, body: bytes, orig_len: int, options: EpbOptions
     ) -> None:
-        """Log one packet, ``head + body`` from its IP header (``options``: packet_options)."""
+        """Log one packet, ``head + body`` from its IP header."""
         if self._fd is None:
             self._open(ts_ns)
         current = self.current
@@ -124,9 +134,9 @@ class PacketLog:
             raise PacketLogError(f"{self.current.path}: cannot write: {exc}") from None
         self.current.size += len(data)
         if self.current.size >= self.config.rotate_bytes:
-            self._rotate(now_ns)
+            self._rotate()
 
-    def _rotate(self, now_ns: int) -> None:
+    def _rotate(self) -> None:
         if self._fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
@@ -134,27 +144,56 @@ class PacketLog:
         if self.current is not None:
             self.closed_files.append(self.current)
         self.current = None
-        self._enforce_retention(now_ns)
+        self._enforce_retention()
 
-    def _enforce_retention(self, now_ns: int) -> None:
-        """Delete the oldest files while all together exceed keep_bytes. A file written within
-        the last two flush periods may be another process's open file and is kept."""
-        busy_after = now_ns - 2 * self.flush_ns
+    def _enforce_retention(self) -> None:
+        """Delete the oldest files while all together exceed keep_bytes, skipping any file that
+        is open for writing (locked) in this or another process."""
         files = []
         for path in sorted(self.directory.glob(PATTERN)):
             with contextlib.suppress(OSError):
-                st = path.stat()
-                files.append((path, st.st_size, st.st_mtime_ns))
-        total = sum(size for _, size, _ in files)
-        for path, size, mtime_ns in files:
+                files.append((path, path.stat().st_size))
+        total = sum(size for _, size in files)
+        for path, size in files:
             if total <= self.config.keep_bytes:
                 break
-            if mtime_ns >= busy_after:
-                continue
-            with contextlib.suppress(OSError):
-                path.unlink()
+            if _delete_unless_locked(path):
                 total -= size
 
     def close(self, now_ns: int) -> None:
         self.flush(now_ns)
-        self._rotate(now_ns)
+        self._rotate()
+
+
+def _create_locked(path: Path) -> int | None:
+    """Create ``path`` for appending and hold a shared lock on it; None if another process's
+    retention deleted it before the lock was held."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+    except OSError as exc:
+        raise PacketLogError(f"{path}: cannot open: {exc}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        if os.fstat(fd).st_nlink:
+            return fd
+    except OSError as exc:
+        os.close(fd)
+        raise PacketLogError(f"{path}: cannot lock: {exc}") from None
+    os.close(fd)
+    return None
+
+
+def _delete_unless_locked(path: Path) -> bool:
+    """Delete ``path`` if no one holds a lock on it (a writer's shared lock); True if deleted."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        path.unlink()  # still holding the lock: a writer that locks it now sees it unlinked
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return True

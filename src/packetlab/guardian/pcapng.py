@@ -5,8 +5,9 @@ header, version 4 or 6) with nanosecond timestamps (if_tsresol = 9). Every enhan
 may carry options: a comment (opt_comment, shown by Wireshark as ``frame.comment``) and the
 direction in epb_flags (1 inbound, 2 outbound).
 
-For packets of UDP/TCP sockets the endpoint has only the payload; :func:`synthesize` builds a
-minimal IP + UDP/TCP header in front of it (checksums zero) so that readers can dissect it.
+For packets of UDP/TCP sockets the endpoint has only the payload; :func:`synth_header` builds a
+minimal IP + UDP/TCP header to log in front of it (checksums zero) so that readers can dissect
+it, and :func:`synth_header_len` says how long that header is without building it.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ _IP6 = struct.Struct("!IHBB16s16s")
 _UDP = struct.Struct("!HHHH")
 _IP4_UDP = struct.Struct("!BBHHHBBH4s4sHHHH")
 _TCP = struct.Struct("!HHIIBBHHH")
+_TRANSPORT_LEN = {6: _TCP.size, 17: _UDP.size}
 PADDING = (b"", b"\0\0\0", b"\0\0", b"\0")
 END_OF_OPTIONS = b"\0\0\0\0"
 
@@ -92,11 +94,6 @@ class EpbOptions:
         return trailer
 
 
-def packet_options(comment: str, direction: int) -> EpbOptions:
-    """Options for packets with this comment and direction (INBOUND or OUTBOUND)."""
-    return EpbOptions(comment, direction)
-
-
 def append_packet(
     out: list[bytes],
     ts_ns: int,
@@ -126,6 +123,11 @@ def append_packet(
         trailer,
     )
     return total
+
+
+def synth_header_len(family: int, proto: int) -> int:
+    """The length of :func:`synth_header`'s header for ``family`` and ``proto``."""
+    return (20 if family == 4 else 40) + _TRANSPORT_LEN.get(proto, 0)
 
 
 def synth_header(
@@ -158,18 +160,3 @@ def synth_header(
     else:
         header = _IP6.pack(0x60000000, length & 0xFFFF, proto, 64, src, dst)
     return header + transport
-
-
-def synthesize(
-    family: int,
-    proto: int,
-    src: bytes,
-    dst: bytes,
-    sport: int,
-    dport: int,
-    payload: bytes,
-    tcp_flags: int = 0x18,
-) -> bytes:
-    """A minimal IP (+ UDP/TCP) packet around ``payload`` for the log (checksums zero)."""
-    header = synth_header(family, proto, src, dst, sport, dport, len(payload), tcp_flags)
-    return header + payload

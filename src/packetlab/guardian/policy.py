@@ -20,8 +20,7 @@ from packetlab.guardian.probe import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, 
 ICMP4_ERRORS = frozenset({3, 4, 5, 11, 12})
 ICMP6_ERRORS = frozenset({1, 2, 3, 4})
 V4_MAPPED = bytes(10) + b"\xff\xff"
-UNSPECIFIED = {4: bytes(4), 6: bytes(16)}
-UNSPECIFIED_SET = frozenset(UNSPECIFIED.values())
+UNSPECIFIED_SET = frozenset((bytes(4), bytes(16)))
 
 _LOCAL_HOST = ("127.0.0.0/8", "0.0.0.0/32", "::1/128", "::/128")
 _LINK_LOCAL = ("169.254.0.0/16", "fe80::/10")
@@ -54,9 +53,6 @@ class SourceFilter:
             if family == 4 and length <= 30:
                 broadcasts.add(value | ((1 << shift) - 1))
         self.own_addresses: frozenset[bytes] = frozenset(own)
-        self._default_source = {
-            fam: next((a for a in own if len(a) == alen), None) for fam, alen in ((4, 4), (6, 16))
-        }
         self._local_host = _set(_LOCAL_HOST)
         self._local_subnet = _set(_LINK_LOCAL, subnets)
         self._multicast = _set(_MULTICAST)
@@ -114,19 +110,3 @@ class SourceFilter:
         if not loopback.matches(family, int.from_bytes(src, "big")):
             return False
         return dst is None or loopback.matches(family, int.from_bytes(dst, "big"))
-
-    def source_for(self, family: int, src: bytes, route_src: bytes | None = None) -> bytes | None:
-        """The source address to put on a packet (the sanitizer's decision).
-
-        An owned ``src`` stays. An unspecified one becomes ``route_src`` (the address the kernel's
-        route gives, when the caller knows it and the endpoint owns it), else the endpoint's first
-        address of the family, else None (leave it to the kernel). Any other source is not the
-        endpoint's to send from: ValueError.
-        """
-        if src != UNSPECIFIED[family]:
-            if self.source_owned(src):
-                return src
-            raise ValueError("source address is not one of the endpoint's")
-        if route_src is not None and self.source_owned(route_src) and route_src != src:
-            return route_src
-        return self._default_source[family]

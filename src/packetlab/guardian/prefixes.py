@@ -12,7 +12,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 BITS = {4: 32, 6: 128}
-ADDR_LEN = {4: 4, 6: 16}
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -44,26 +43,10 @@ def parse_prefix(text: str) -> Prefix:
     return Prefix(net.version, int(net.network_address), net.prefixlen)
 
 
-def parse_interface(text: str) -> tuple[bytes, int]:
-    """``192.0.2.7/24`` (an address with its subnet length) -> (packed address, length)."""
-    try:
-        iface = ipaddress.ip_interface(text.strip())
-    except ValueError as exc:
-        raise ValueError(str(exc)) from None
-    return iface.ip.packed, iface.network.prefixlen
-
-
 def int_to_text(family: int, value: int) -> str:
     if family == 4:
         return str(ipaddress.IPv4Address(value))
     return str(ipaddress.IPv6Address(value))
-
-
-def addr_text(addr: bytes) -> str:
-    """Printable form of a packed 4- or 16-byte address (anything else in hex)."""
-    if len(addr) in (4, 16):
-        return str(ipaddress.ip_address(addr))
-    return addr.hex() or "-"
 
 
 class PrefixSet:

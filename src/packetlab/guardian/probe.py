@@ -18,7 +18,6 @@ IPPROTO_UDP = 17
 IPPROTO_ICMPV6 = 58
 TCP_SYN = 0x02
 TCP_RST = 0x04
-TCP_ACK = 0x10
 
 PKT_DENY = int(ErrId.ESKTPKTDENY)
 OPEN_DENY = int(ErrId.ESKTOPNDENY)
@@ -67,10 +66,6 @@ class Verdict:
     wait_until_ns: int = 0
     errid: int = 0
     reason: str = ""
-
-    @property
-    def shaped(self) -> bool:
-        return self.allowed and self.wait_until_ns > 0
 
 
 ALLOW = Verdict(True)

@@ -150,26 +150,36 @@ class TrafficIndex:
         with contextlib.suppress(sqlite3.Error):
             self._db.close()
 
+    def set_busy_timeout(self, busy_timeout_ms: int) -> None:
+        """How long :meth:`record` waits for another process's transaction from now on."""
+        try:
+            self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        except sqlite3.Error as exc:
+            raise PacketLogError(f"{self.path}: {exc}") from None
+
     def record(self, rows: Iterable[Row], files: Iterable[IndexedFile] = ()) -> None:
-        """Add counts (and log file ranges) in one transaction."""
+        """Add counts (and log file ranges) in one transaction; on an error (such as the
+        database staying busy past the busy timeout) nothing is added."""
         rows = list(rows)
         files = list(files)
         if not rows and not files:
             return
+        db = self._db
         try:
-            self._db.execute("BEGIN IMMEDIATE")
+            db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.executemany(_UPSERT, rows)
-                self._db.executemany(
+                db.executemany(_UPSERT, rows)
+                db.executemany(
                     "INSERT INTO log_files VALUES (?,?,?) ON CONFLICT DO UPDATE SET"
                     " first_ns = min(first_ns, excluded.first_ns),"
                     " last_ns = max(last_ns, excluded.last_ns)",
                     [(f.path, f.first_ns, f.last_ns) for f in files],
                 )
+                db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             raise PacketLogError(f"{self.path}: cannot update the traffic index: {exc}") from None
 

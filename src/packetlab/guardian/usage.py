@@ -174,8 +174,7 @@ def _columns(direction: str) -> tuple[str, str]:
 class Lease:
     """Usage reserved ahead of use for one experiment and direction (see the module docstring).
 
-    ``pkts``/``nbytes`` are what is reserved and not yet used; ``used_pkts``/``used_bytes``
-    what this lease has counted.
+    ``pkts``/``nbytes`` are what is reserved and not yet used.
     """
 
     __slots__ = (
@@ -191,8 +190,6 @@ class Lease:
         "renewed_ns",
         "scale",
         "store",
-        "used_bytes",
-        "used_pkts",
     )
 
     def __init__(
@@ -216,8 +213,6 @@ class Lease:
         self.max_bytes = max_bytes
         self.pkts = 0
         self.nbytes = 0
-        self.used_pkts = 0
-        self.used_bytes = 0
         self.scale = 1
         self.max_scale = max(1, max_scale)
         self.renewed_ns: int | None = None
@@ -262,8 +257,6 @@ class Lease:
             self.nbytes += short_b
         self.pkts -= 1
         self.nbytes -= size
-        self.used_pkts += 1
-        self.used_bytes += size
 
     def release(self) -> None:
         """Give the unused reservation back (at close)."""
