@@ -162,6 +162,33 @@ def test_retention_spares_another_writers_open_file(tmp_path: Path) -> None:
     assert not idle_path.exists()
 
 
+@pytest.mark.parametrize("cut", [1, 5, 13, 60])
+def test_a_file_cut_short_is_repaired_by_the_next_log(tmp_path: Path, cut: int) -> None:
+    config = LogConfig(flush_ms=1)
+    pkt = udp_packet(OWN4, "198.19.7.7", bytes(40))
+    dead, live = PacketLog(tmp_path, config), PacketLog(tmp_path, config)
+    for start, log in ((T0, dead), (T0 + 9 * S, live)):  # distinct names: same pid, same seq
+        for i in range(3):
+            log.write(start + i * MS, b"", pkt, len(pkt), EpbOptions("x", OUTBOUND))
+        log.flush(start + S)
+    assert dead.current is not None and live.current is not None
+    dead_path, live_path = dead.current.path, live.current.path
+    dead.close(T0 + S)  # its lock is gone, as after a kill -9
+    whole = dead_path.read_bytes()
+    for path in (dead_path, live_path):  # both end in the middle of their last block
+        with path.open("r+b") as f:
+            f.truncate(len(whole) - cut)
+    assert PacketLog(tmp_path, config).repaired == [dead_path]
+    assert len(read_dpkt(dead_path)) == 2  # the whole blocks before the cut are all kept
+    assert dead_path.stat().st_size == len(whole) - _last_block(whole)
+    assert live_path.stat().st_size == len(whole) - cut  # a live writer's file is not touched
+    live.close(T0 + S)
+
+
+def _last_block(data: bytes) -> int:
+    return int(struct.unpack_from("<I", data, len(data) - 4)[0])
+
+
 def test_closed_files_are_not_kept_without_an_index(tmp_path: Path) -> None:
     toml = LOOSE + "[log]\nindex = false\nrotate_bytes = 2000\nflush_ms = 1\n"
     g = make_guardian(tmp_path, toml, log=True)
@@ -289,6 +316,7 @@ def test_kill_9_loses_at_most_the_last_second(tmp_path: Path) -> None:
             proc.stderr.close()
     last_sent = int(progress.read_bytes().splitlines()[-1])
     (path,) = log_files(state)
+    PacketLog(state / "log", LogConfig())  # a restart repairs a last block the kill cut short
     logged = read_dpkt(path)
     assert logged, "nothing reached the file"
     last_logged_ns = round(logged[-1][0] * 1e3) * 1_000_000

@@ -12,6 +12,10 @@ A file open for writing is held under a shared ``flock``; retention deletes only
 it gets an exclusive lock at once, so the open files of other endpoint processes (idle ones too)
 are never deleted, and a killed process's file (its lock gone with it) can be. A writer that
 loses the race for a new file (deleted between its creation and the lock) starts another.
+
+A kill -9 in the middle of a write can leave a file's last block cut short. A new
+:class:`PacketLog` on the directory repairs such files of dead writers (unlocked ones): it cuts
+them back to their last whole block, so every file in the directory stays readable pcapng.
 """
 
 # ruff: noqa: PLR1730 - on the send path, an if is cheaper than calling max()
@@ -21,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import fcntl
+import mmap
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +35,8 @@ from packetlab.guardian.config import LogConfig
 from packetlab.guardian.pcapng import (
     EpbOptions,
     append_packet,
+    complete_length,
+    ends_whole,
     interface_description,
     section_header,
 )
@@ -74,6 +81,8 @@ class PacketLog:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise PacketLogError(f"{directory}: cannot create the log directory: {exc}") from None
+        self.repaired = [p for p in sorted(directory.glob(PATTERN)) if _repair_unless_locked(p)]
+        """Files of dead writers found cut short and repaired when this log was made."""
 
     def _open(self, ts_ns: int) -> None:
         for _ in range(_OPEN_TRIES):
@@ -193,6 +202,30 @@ def _delete_unless_locked(path: Path) -> bool:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         path.unlink()  # still holding the lock: a writer that locks it now sees it unlinked
     except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+def _repair_unless_locked(path: Path) -> bool:
+    """Cut a file no writer holds back to its last whole pcapng block; True if it was cut.
+    Whole files cost one look at their last block."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        size = os.fstat(fd).st_size
+        if size == 0:
+            return False
+        with mmap.mmap(fd, size, access=mmap.ACCESS_READ) as data:
+            if ends_whole(data):
+                return False
+            end = complete_length(data)
+        os.ftruncate(fd, end)
+    except (OSError, ValueError):
         return False
     finally:
         os.close(fd)

@@ -12,6 +12,7 @@ it, and :func:`synth_header_len` says how long that header is without building i
 
 from __future__ import annotations
 
+import mmap
 import struct
 
 LINKTYPE_RAW = 101
@@ -160,3 +161,33 @@ def synth_header(
     else:
         header = _IP6.pack(0x60000000, length & 0xFFFF, proto, 64, src, dst)
     return header + transport
+
+
+Blocks = bytes | bytearray | memoryview | mmap.mmap
+
+
+def ends_whole(data: Blocks) -> bool:
+    """Whether ``data`` (a little-endian pcapng file) ends with a whole block: its last four
+    bytes give a length whose block starts with the same length. O(1); a file cut short in its
+    last block fails it (unless the cut lands on bytes that happen to look whole)."""
+    size = len(data)
+    if size < 12:
+        return size == 0
+    total = _U32.unpack_from(data, size - 4)[0]
+    if total < 12 or total & 3 or total > size:
+        return False
+    return bool(_U32.unpack_from(data, size - total + 4)[0] == total)
+
+
+def complete_length(data: Blocks) -> int:
+    """How many leading bytes of ``data`` (a little-endian pcapng file) are whole blocks: the
+    length a file cut short in its last block (a kill -9 mid-write) is repaired to."""
+    end = 0
+    while end + 12 <= len(data):
+        total = _U32.unpack_from(data, end + 4)[0]
+        if total < 12 or total & 3 or end + total > len(data):
+            break
+        if _U32.unpack_from(data, end + total - 4)[0] != total:
+            break
+        end += total
+    return end
