@@ -145,10 +145,20 @@ class Controller:
             ders, self.trust[name], now=time.time(), peer_key=key, cache=self.cache
         )
 
-    async def serve(self, ready: Callable[[tuple[str, int]], None] | None = None) -> int:
-        """Listen and serve endpoints until ``max_endpoints`` sessions have ended (or forever)."""
-        host, port = split_host_port(self.listen)
-        server = await asyncio.start_server(self._on_connect, host, port)
+    async def serve(
+        self,
+        ready: Callable[[tuple[str, int]], None] | None = None,
+        *,
+        listen_socket: socket.socket | None = None,
+    ) -> int:
+        """Listen (on ``listen_socket`` when given, e.g. one made in another network
+        namespace, else on the configured address) and serve endpoints until ``max_endpoints``
+        sessions have ended (or forever)."""
+        if listen_socket is not None:
+            server = await asyncio.start_server(self._on_connect, sock=listen_socket)
+        else:
+            host, port = split_host_port(self.listen)
+            server = await asyncio.start_server(self._on_connect, host, port)
         bound = server.sockets[0].getsockname()
         log.info("controller listening on %s:%d", bound[0], bound[1])
         if ready is not None:
