@@ -36,6 +36,7 @@ def cli(ctx: click.Context, home: str | None, debug: bool) -> None:
 
 def _register() -> None:
     from packetlab.cli.init_cmd import init
+    from packetlab.cli.measure_cmds import COMMANDS
     from packetlab.cli.pki_cmd import pki_group
     from packetlab.cli.run_cmds import controller, endpoint
     from packetlab.cli.testbed_cmd import testbed
@@ -47,6 +48,8 @@ def _register() -> None:
     cli.add_command(controller)
     cli.add_command(testbed)
     cli.add_command(traceback)
+    for command in COMMANDS:
+        cli.add_command(command)
 
 
 _register()

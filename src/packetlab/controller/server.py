@@ -176,6 +176,11 @@ class Controller:
     def stop(self) -> None:
         self._done.set()
 
+    @property
+    def active_sessions(self) -> int:
+        """Endpoints connected (or in their TLS setup) right now."""
+        return len(self._sessions)
+
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
