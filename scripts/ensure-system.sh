@@ -13,6 +13,11 @@ for lib in libpcap.so.0.8; do
 done
 command -v ip >/dev/null 2>&1 || need="$need iproute2"
 command -v tcpdump >/dev/null 2>&1 || need="$need tcpdump"
+# Measurement peers in the tests and benches: scamper and traceroute (bench/trace_vs_scamper),
+# NSD (a real DNS server in testbed nodes).
+command -v scamper >/dev/null 2>&1 || need="$need scamper"
+[ -x /usr/sbin/traceroute ] || need="$need traceroute"
+command -v nsd >/dev/null 2>&1 || [ -x /usr/sbin/nsd ] || need="$need nsd"
 if [ -n "$need" ]; then
     if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
         echo "missing:$need; install them (as root: apt-get install$need)" >&2
@@ -20,5 +25,13 @@ if [ -n "$need" ]; then
     fi
     echo "installing Debian packages:$need"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null
+    # no service starts on install (NSD's would): the tests start their own, in namespaces
+    guard=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+        guard=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null || status=$?
+    [ -n "$guard" ] && rm -f /usr/sbin/policy-rc.d
+    [ -z "${status:-}" ] || exit "$status"
 fi

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import socket
 import struct
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from packetlab.endpoint.timestamps import SO_TIMESTAMPNS, rx_time
+from packetlab.testbed.sessions import descendants, node_endpoint_config
 
 PACKETLAB = [sys.executable, "-m", "packetlab"]
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -37,44 +37,10 @@ def init_home(path: Path) -> Path:
     return path
 
 
-def endpoint_config(home: Path, tb: Any, node: str, guardian: str = "") -> Path:
-    """An endpoint.toml for ``node``: its testbed addresses, raw sockets, the given
-    [guardian] TOML (default policy when empty)."""
-    text = (home / "endpoint.toml").read_text()
-    text = text[: text.index("[guardian")]  # drop init's loopback allowance
-    v4 = [f"{a}/24" for a in tb.addrs(node, 4)]
-    v6 = [f"{a}/64" for a in tb.addrs(node, 6)]
-    text = re.sub(r"local_ipv4 = .*", f"local_ipv4 = {v4!r}".replace("'", '"'), text)
-    text = re.sub(r"local_ipv6 = .*", f"local_ipv6 = {v6!r}".replace("'", '"'), text)
-    text = re.sub(r"transports = .*", 'transports = ["raw", "tcp", "udp"]', text)
-    path = home / f"endpoint-{node}.toml"
-    path.write_text(text + "\n" + guardian)
-    return path
+endpoint_config = node_endpoint_config
 
 
 # processes -------------------------------------------------------------------------------------
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (from /proc/PID/task/TID/children), parents first."""
-    found: list[int] = []
-    todo = [pid]
-    while todo:
-        parent = todo.pop()
-        try:
-            tids = os.listdir(f"/proc/{parent}/task")
-        except OSError:
-            continue
-        for tid in tids:
-            try:
-                text = Path(f"/proc/{parent}/task/{tid}/children").read_text()
-            except OSError:
-                continue
-            for child in map(int, text.split()):
-                if child not in found:
-                    found.append(child)
-                    todo.append(child)
-    return found
 
 
 def kill9(pids: Sequence[int]) -> None:

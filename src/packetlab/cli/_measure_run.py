@@ -81,7 +81,8 @@ def json_of(result: Any) -> dict[str, Any]:
 
     if isinstance(result, (results.PingResult, results.TraceResult, results.DnsResult,
                            results.HttpResult)):  # fmt: skip
-        return atlas.to_atlas(result)
+        atlas_record: dict[str, Any] = atlas.to_atlas(result)
+        return atlas_record
     record = dataclasses.asdict(result)
     kind = {"BandwidthResult": "bw", "AliasResult": "alias"}.get(type(result).__name__, "other")
     origin = record.pop("origin")

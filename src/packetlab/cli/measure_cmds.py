@@ -100,7 +100,7 @@ def _family(v4: bool, v6: bool) -> int | None:
 @_family_flags
 @common_options
 @click.pass_context
-def ping(ctx: click.Context, target: str, **kw: Any) -> None:  # fmt: skip
+def ping(ctx: click.Context, /, target: str, **kw: Any) -> None:  # fmt: skip
     """Ping TARGET from each endpoint that connects.
 
     \b
@@ -173,7 +173,7 @@ def ping(ctx: click.Context, target: str, **kw: Any) -> None:  # fmt: skip
 @_family_flags
 @common_options
 @click.pass_context
-def trace(ctx: click.Context, target: str, **kw: Any) -> None:  # fmt: skip
+def trace(ctx: click.Context, /, target: str, **kw: Any) -> None:  # fmt: skip
     """Paris traceroute to TARGET from each endpoint that connects.
 
     All TTLs of a round leave as one train scheduled on the endpoint; answers are matched to
@@ -208,7 +208,7 @@ def trace(ctx: click.Context, target: str, **kw: Any) -> None:  # fmt: skip
 @click.option("-W", "--timeout", type=click.FloatRange(min=0.01), default=5.0, show_default=True)
 @common_options
 @click.pass_context
-def dig(ctx: click.Context, server: str, qname: str, qtype: str, **kw: Any) -> None:  # fmt: skip
+def dig(ctx: click.Context, /, server: str, qname: str, qtype: str, **kw: Any) -> None:  # fmt: skip
     """Ask SERVER (an address) for QNAME's QTYPE records from each endpoint.
 
     \b
@@ -239,7 +239,7 @@ def dig(ctx: click.Context, server: str, qname: str, qtype: str, **kw: Any) -> N
 @click.option("-W", "--timeout", type=click.FloatRange(min=0.01), default=10.0, show_default=True)
 @common_options
 @click.pass_context
-def http(ctx: click.Context, url: str, address: str | None, **kw: Any) -> None:  # fmt: skip
+def http(ctx: click.Context, /, url: str, address: str | None, **kw: Any) -> None:  # fmt: skip
     """HTTP GET URL (http:// only) from each endpoint: status, sizes, connect and first-byte
     times.
 
@@ -284,7 +284,7 @@ def http(ctx: click.Context, url: str, address: str | None, **kw: Any) -> None: 
 )
 @common_options
 @click.pass_context
-def bw(ctx: click.Context, receiver: str, **kw: Any) -> None:  # fmt: skip
+def bw(ctx: click.Context, /, receiver: str, **kw: Any) -> None:  # fmt: skip
     """UDP bandwidth from each endpoint to RECEIVER, an address of this machine.
 
     The endpoint sends a scheduled burst; a receiver here stamps the arrivals (kernel
@@ -330,7 +330,7 @@ def bw(ctx: click.Context, receiver: str, **kw: Any) -> None:  # fmt: skip
 )
 @common_options
 @click.pass_context
-def alias(ctx: click.Context, addr_a: str, addr_b: str, **kw: Any) -> None:  # fmt: skip
+def alias(ctx: click.Context, /, addr_a: str, addr_b: str, **kw: Any) -> None:  # fmt: skip
     """Are ADDR_A and ADDR_B (IPv4) one router? Ally's shared IP-ID counter test.
 
     \b
