@@ -29,12 +29,15 @@ from typing import Any
 
 from packetlab.measure.errors import MeasurementError
 from packetlab.measure.results import (
+    PORT_UNREACH,
+    UNREACH,
     DnsResult,
     HttpResult,
     Origin,
     PingResult,
     Reply,
     TraceResult,
+    is_answer,
 )
 
 ATLAS_FW = 5080
@@ -43,10 +46,7 @@ ATLAS_FW = 5080
 PROBE_PROTOS = ("ICMP", "UDP", "TCP")
 
 # ICMP types and codes we read, per address family.
-ECHO_REPLY = {4: 0, 6: 129}
-UNREACH = {4: 3, 6: 1}
 TIME_EXCEEDED = {4: 11, 6: 3}
-PORT_UNREACH = {4: 3, 6: 4}
 
 # Atlas traceroute "err" letters for destination-unreachable codes (probe code, not guessed):
 # IPv4 port unreachable is "p" for ICMP probes only (for UDP/TCP it means "arrived").
@@ -59,7 +59,7 @@ _NO_ATLAS_ERR = {4: {3, 4}, 6: {4}}  # port unreachable; need-frag (Atlas writes
 
 def ip_header_len(af: int) -> int:
     """Bytes of an IP header without options (what Atlas and ping assume)."""
-    _check_af(af)
+    check_af(af)
     return 20 if af == 4 else 40
 
 
@@ -80,18 +80,6 @@ def probe_payload(ip_size: int, af: int, proto: str) -> int:
             f"(result sizes count the probe's IP packet, headers included)"
         )
     return payload
-
-
-def is_answer(reply: Reply, proto: str, af: int) -> bool:
-    """The target answered this probe (echo reply, port unreachable to UDP, TCP segment to TCP),
-    as opposed to no answer or an ICMP error from somewhere."""
-    if reply.rtt_ms is None:
-        return False
-    if proto == "ICMP":
-        return reply.icmp_type == ECHO_REPLY[af]
-    if proto == "UDP":
-        return reply.icmp_type == UNREACH[af] and reply.icmp_code == PORT_UNREACH[af]
-    return reply.icmp_type is None
 
 
 def atlas_err(reply: Reply, af: int, proto: str) -> str | int | None:
@@ -116,7 +104,7 @@ def answer_size(reply: Reply, af: int) -> int | None:
 
 def ping_json(r: PingResult, msm_id: int = 0) -> dict[str, Any]:
     """An Atlas ping result."""
-    _check_af(r.af)
+    check_af(r.af)
     _check_proto(r.proto)
     entries: list[dict[str, Any]] = []
     rtts: list[float] = []
@@ -161,7 +149,7 @@ def ping_json(r: PingResult, msm_id: int = 0) -> dict[str, Any]:
 
 def trace_json(r: TraceResult, msm_id: int = 0) -> dict[str, Any]:
     """An Atlas traceroute result: one ``{"hop": n, "result": [...]}`` per TTL."""
-    _check_af(r.af)
+    check_af(r.af)
     _check_proto(r.proto)
     hops = [
         {"hop": hop.ttl, "result": [_trace_entry(reply, r.af, r.proto) for reply in hop.replies]}
@@ -185,7 +173,7 @@ def trace_json(r: TraceResult, msm_id: int = 0) -> dict[str, Any]:
 
 def dns_json(r: DnsResult, msm_id: int = 0) -> dict[str, Any]:
     """An Atlas DNS result: ``result`` with the answer (``abuf``) or ``error``."""
-    _check_af(r.af)
+    check_af(r.af)
     if r.proto not in ("UDP", "TCP"):
         raise MeasurementError(f"DNS over {r.proto!r}: Atlas knows UDP and TCP")
     out = _common("dns", "Tdig", r.origin, r.started_ns, msm_id)
@@ -219,7 +207,7 @@ def http_json(r: HttpResult, msm_id: int = 0) -> dict[str, Any]:
 
     Atlas's ``ttfb`` counts from the start of the TCP connect; ours from the request, so the
     two are added (the request leaves as soon as the connection is up)."""
-    _check_af(r.af)
+    check_af(r.af)
     response: dict[str, Any] = {
         "af": r.af,
         "dst_addr": r.dst_addr,
@@ -311,7 +299,7 @@ def _unix_s(endpoint_ns: int, origin: Origin) -> int:
     return max(0, (endpoint_ns - origin.clock_offset_ns) // 1_000_000_000)
 
 
-def _check_af(af: int) -> None:
+def check_af(af: int) -> None:
     if af not in (4, 6):
         raise MeasurementError(f"address family {af!r}: use 4 or 6")
 

@@ -12,7 +12,7 @@ controller reads its own ``receiver`` socket (kernel RX timestamps, SO_TIMESTAMP
 event loop. Each datagram carries a magic, a per-run random nonce and its sequence number, so
 strays, late datagrams of earlier runs and duplicates are not counted. The run ends when every
 datagram that was sent (an ntag without error) has arrived, when arrivals go quiet for
-``max(QUIET_MIN_S, QUIET_GAPS x the median gap)``, or at ``timeout`` after the start.
+``max(QUIET_MIN_S, QUIET_GAPS x the mean gap)``, or at ``timeout`` after the start.
 
 Estimator. The rate is IP-level bits (payload + UDP + IP header) over time, from the receiver's
 kernel stamps, fitted over the later half of the arrivals: a least-squares line of arrival time
@@ -43,11 +43,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import math
 import secrets
 import socket
-import statistics
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -135,11 +133,14 @@ class BurstRecord:
         return sorted(self.times.values())
 
     def quiet_s(self) -> float:
-        """How long without an arrival ends the run."""
-        times = self.arrivals()
-        gaps = [b - a for a, b in itertools.pairwise(times)]
-        median = statistics.median(gaps) / 1e9 if gaps else 0.0
-        return max(QUIET_MIN_S, QUIET_GAPS * median)
+        """How long without an arrival ends the run: QUIET_GAPS mean gaps, at least
+        QUIET_MIN_S."""
+        n = len(self.times)
+        if n < 2:
+            return QUIET_MIN_S
+        times = self.times.values()
+        mean_gap_s = (max(times) - min(times)) / (n - 1) / 1e9
+        return max(QUIET_MIN_S, QUIET_GAPS * mean_gap_s)
 
 
 def sustained_rate(times_ns: Sequence[int], packet_bits: int) -> float:
@@ -163,14 +164,13 @@ def sustained_rate(times_ns: Sequence[int], packet_bits: int) -> float:
     return 1e9 * sxx / sxt
 
 
-def _prepare_receiver(receiver: socket.socket, want_bytes: int) -> tuple[int, str, int]:
-    """(family, address, port) of the receiver; RX stamps and drop counts on, buffer enlarged."""
+def _receiver_address(receiver: socket.socket) -> tuple[int, str, int]:
+    """(family, address, port) the endpoint should send to."""
     if receiver.type != socket.SOCK_DGRAM or receiver.family not in (
         socket.AF_INET,
         socket.AF_INET6,
     ):
         raise MeasurementError("the receiver must be a UDP socket (AF_INET or AF_INET6)")
-    family = 6 if receiver.family == socket.AF_INET6 else 4
     try:
         host, port = receiver.getsockname()[:2]
     except OSError as exc:
@@ -180,6 +180,12 @@ def _prepare_receiver(receiver: socket.socket, want_bytes: int) -> tuple[int, st
             "bind the receiver to the address (and a port) the endpoint should send to, "
             f"not {host}:{port}"
         )
+    return (6 if receiver.family == socket.AF_INET6 else 4), host, port
+
+
+def _prepare_receiver(receiver: socket.socket, want_bytes: int) -> None:
+    """Non-blocking, kernel RX stamps and drop counts on, buffer enlarged to ``want_bytes``
+    where the kernel lets us (up to RCVBUF_MAX)."""
     try:
         receiver.setblocking(False)
         receiver.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
@@ -194,7 +200,6 @@ def _prepare_receiver(receiver: socket.socket, want_bytes: int) -> tuple[int, st
                 break
             except OSError:
                 continue
-    return family, host, port
 
 
 def _drain(receiver: socket.socket) -> None:
@@ -247,12 +252,13 @@ async def bandwidth(
     seconds after the start to wait for ntags and arrivals. ``clock``: the offset estimate
     for the result's origin. Raises MeasurementError (EndpointCannot) with the reason."""
     _check_arguments(packets, size, start_in, timeout, sktid)
-    family, host, port = _prepare_receiver(receiver, 2 * packets * (size + 1024))
+    family, host, port = _receiver_address(receiver)
     if size > MAX_PAYLOAD[family]:
         raise MeasurementError(
             f"size must be at most {MAX_PAYLOAD[family]} bytes (a UDP datagram over "
             f"IPv{family}), got {size}"
         )
+    _prepare_receiver(receiver, packets * (size + 1024))  # the kernel doubles it
     caps = await capabilities(endpoint)
     caps.require("bw", udp=True, family=family)
     who = origin(caps, family, clock)

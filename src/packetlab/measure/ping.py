@@ -94,14 +94,13 @@ async def ping(
         train.append((delay, probe))
     start = await endpoint.now()
     records = await send_train(endpoint, train, timeout)
-    payload_len = size if proto != "TCP" else 0
     result = PingResult(
         origin=who,
         target=target,
         target_name=target_name or target,
         proto=proto,
         af=6 if ":" in target else 4,
-        size=payload_len,
+        size=len(train[0][1]),
         ttl=ttl,
         started_ns=next((r.sent_ns for r in records if r.sent_ns), start),
         interval_ms=interval * 1000,

@@ -86,6 +86,23 @@ class Reply:
     """Why the probe was not sent (the endpoint's refusal), if it was not."""
 
 
+ECHO_REPLY = {4: 0, 6: 129}
+UNREACH = {4: 3, 6: 1}
+PORT_UNREACH = {4: 3, 6: 4}
+
+
+def is_answer(reply: Reply, proto: str, af: int) -> bool:
+    """The target answered this probe (echo reply, port unreachable to UDP, TCP segment to TCP),
+    as opposed to no answer or an ICMP error from somewhere."""
+    if reply.rtt_ms is None:
+        return False
+    if proto == "ICMP":
+        return reply.icmp_type == ECHO_REPLY[af]
+    if proto == "UDP":
+        return reply.icmp_type == UNREACH[af] and reply.icmp_code == PORT_UNREACH[af]
+    return reply.icmp_type is None
+
+
 @dataclass(slots=True)
 class PingResult:
     origin: Origin
@@ -107,14 +124,17 @@ class PingResult:
 
     @property
     def rcvd(self) -> int:
-        return sum(1 for r in self.replies if r.rtt_ms is not None)
+        """Probes the target answered (ICMP errors from elsewhere do not count)."""
+        return sum(1 for r in self.replies if is_answer(r, self.proto, self.af))
 
     @property
     def dup(self) -> int:
         return sum(r.duplicates for r in self.replies)
 
     def rtts(self) -> list[float]:
-        return [r.rtt_ms for r in self.replies if r.rtt_ms is not None]
+        """Round trips of the target's answers, ms."""
+        return [r.rtt_ms for r in self.replies if r.rtt_ms is not None
+                and is_answer(r, self.proto, self.af)]  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -135,6 +155,7 @@ class TraceResult:
     started_ns: int
     ended_ns: int = 0
     hops: list[Hop] = field(default_factory=list)
+    max_ttl: int = 30
     stop_reason: str = ""
     """"COMPLETED" (the target answered), "UNREACH", "GAPLIMIT" or "MAXTTL"."""
 

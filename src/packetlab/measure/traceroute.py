@@ -123,6 +123,7 @@ async def traceroute(
         started_ns=started or 0,
         ended_ns=ended,
         hops=[hops[ttl] for ttl in range(first_ttl, last_ttl + 1)],
+        max_ttl=max_ttl,
         stop_reason=reason,
     )
 
