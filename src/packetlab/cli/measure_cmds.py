@@ -259,7 +259,7 @@ def http(ctx: click.Context, /, url: str, address: str | None, **kw: Any) -> Non
 @click.argument("receiver")
 @click.option(
     "--packets",
-    type=click.IntRange(2, 100_000),
+    type=click.IntRange(2, 65535),
     default=1000,
     show_default=True,
     help="Datagrams in the burst.",

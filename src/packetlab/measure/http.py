@@ -31,7 +31,7 @@ MAX_HEAD_BYTES = 64 * 1024
 MAX_LINE_BYTES = 8 * 1024
 _STATUS_LINE = re.compile(rb"HTTP/(\d)\.(\d) (\d{3})(?: ([^\r\n]*))?")
 _HEX = re.compile(rb"[0-9A-Fa-f]+")
-_CONNECT_ERRORS = {
+_CONNECT_ERRORS: dict[int, str] = {
     w.SocketState.REFUSED: "connection refused",
     w.SocketState.TIMEDOUT: "timeout",
     w.SocketState.UNREACH: "unreachable",
@@ -96,14 +96,15 @@ class TcpOpen:
     """An established connection and the endpoint times of its handshake."""
 
     start_ns: int
-    """Endpoint clock read right after the nopen that sent the SYN."""
-    start_slack_ns: int
-    """The SYN left at most this long before ``start_ns`` (see :func:`timed_open_tcp`)."""
+    """Endpoint clock read just before the nopen: the SYN left after it."""
+    syn_by_ns: int
+    """Endpoint clock read just after the nopen: the SYN had left by then."""
     established_ns: int
     """The endpoint's ESTABLISHED stamp (nstat time)."""
 
     @property
     def connect_ms(self) -> float:
+        """ESTABLISHED minus ``start_ns``: an upper bound (see :func:`timed_open_tcp`)."""
         return (self.established_ns - self.start_ns) / 1e6
 
 
@@ -112,47 +113,52 @@ async def timed_open_tcp(
 ) -> TcpOpen:
     """Open a TCP connection on ``sktid`` and time it with endpoint clocks.
 
-    Nothing on the endpoint stamps the SYN, so the nopen goes out pipelined between two reads
-    of the endpoint's TIME, (T_a, nopen, T_b); the endpoint handles requests in order and sends
-    the SYN inside the nopen (connect), so T_a <= SYN <= T_b. The ESTABLISHED nstat is stamped
-    by the endpoint's packet I/O process when it sees the socket connected: after the
-    handshake by its wake-up latency w (tens of us on an idle endpoint). Connect time is
-    reported as nstat.time - T_b: the truth lies in [that - w, that + (T_b - T_a)], and since
-    nopen and the T_b read are handled back to back the SYN is usually microseconds before
-    T_b (``start_slack_ns`` is T_b - T_a). On a path shorter than the hand-over of the socket
-    to the packet I/O process (loopback), ESTABLISHED is stamped at the hand-over: too late.
+    Nothing on the endpoint stamps the SYN. So the nopen travels between two reads of the
+    endpoint's clock, T_a and T_b, all three in one write (behind a read that leaves alone: the
+    handle sends a lone request at once), and the endpoint handles them in order, its connect()
+    sending the SYN: T_a <= SYN <= T_b. ESTABLISHED (nstat.time) is stamped by the endpoint's
+    packet I/O process when it sees the socket connected, w after the kernel did.
+
+    Connect time = nstat.time - T_a. It is never below the truth, and above it by the
+    endpoint's work on the nopen before connect() (at most T_b - T_a; 0.1-0.3 ms measured)
+    plus w (0.1-0.5 ms measured, milliseconds on a busy endpoint): on the line testbed it was
+    0.4-0.8 ms over the kernel's handshake time, rarely up to 2.6 ms. T_b is not the start
+    because the endpoint sometimes stalls for milliseconds between connect() and the next
+    request (measured: up to 5 ms). One more case makes it late: a socket that reaches the
+    packet I/O process after its handshake is stamped on arrival there, which happens when
+    a session's first connect races that process's start-up (~0.2 s) on a short path.
 
     Raises ConnectFailed (the connection was refused, timed out, ...; the socket is closed
     again) or MeasurementError (``sktid`` in use)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    before, opened, after = await asyncio.gather(
-        endpoint.now(), endpoint.open_tcp(sktid, address, port), endpoint.now(),
+    first, before, opened, after = await asyncio.gather(
+        endpoint.now(), endpoint.now(), endpoint.open_tcp(sktid, address, port), endpoint.now(),
         return_exceptions=True,
     )  # fmt: skip
-    for outcome in (before, after):
+    for outcome in (first, before, after):
         if isinstance(outcome, BaseException):
             if opened is None:
                 await release_socket(endpoint, sktid)
             raise outcome
     assert isinstance(before, int) and isinstance(after, int)
     if isinstance(opened, EndpointError):
-        raise ConnectFailed(refusal(opened, sktid), after)
+        raise ConnectFailed(refusal(opened, sktid), before)
     if isinstance(opened, BaseException):
         raise opened
     try:
         try:
             status = await endpoint.next(w.Nstat, sktid=sktid, timeout=_left(loop, deadline))
         except TimeoutError:
-            raise ConnectFailed("timeout", after) from None
+            raise ConnectFailed("timeout", before) from None
         if status.code == w.NstatCode.ESTABLISHED:
-            return TcpOpen(after, after - before, status.time)
+            return TcpOpen(before, after, status.time)
         if status.code == w.NstatCode.TIMEOUT:
-            raise ConnectFailed("timeout", after)
+            raise ConnectFailed("timeout", before)
         raw = await endpoint.mread(vmem.SOCKETS + sktid * vmem.SOCKET_BLOCK + vmem.SK_STAT, 1)
         state = int.from_bytes(raw, "big", signed=True)
         raise ConnectFailed(_CONNECT_ERRORS.get(state, f"connect failed (socket state {state})"),
-                            after)  # fmt: skip
+                            before)  # fmt: skip
     except BaseException:
         await release_socket(endpoint, sktid)
         raise
@@ -161,8 +167,8 @@ async def timed_open_tcp(
 async def tcp_connect(
     endpoint: EndpointHandle, address: str, port: int, *, timeout: float = 5.0, sktid: int = 242
 ) -> float:
-    """Milliseconds from SYN to ESTABLISHED on the endpoint, within the bounds that
-    :func:`timed_open_tcp` documents (on an idle endpoint: tens of microseconds). The
+    """Milliseconds from SYN to ESTABLISHED on the endpoint, never less than the truth and on
+    an idle endpoint under a millisecond more (:func:`timed_open_tcp` has the bounds). The
     connection is closed again. Raises ConnectFailed with the reason ("connection refused",
     "timeout", "unreachable", ...) when it does not connect."""
     family = address_family(address)
@@ -308,8 +314,8 @@ class ResponseParser:
         headers: list[tuple[str, str]] = []
         for line in lines[1:]:
             if line[:1] in (b" ", b"\t") and headers:  # obsolete line folding
-                name, value = headers[-1]
-                headers[-1] = (name, f"{value} {line.strip().decode('latin-1')}")
+                folded_name, folded = headers[-1]
+                headers[-1] = (folded_name, f"{folded} {line.strip().decode('latin-1')}")
                 continue
             name, colon, value = line.partition(b":")
             if not colon or not name or name != name.strip():
