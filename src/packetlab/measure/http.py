@@ -68,6 +68,11 @@ def check_port(port: int) -> None:
         raise MeasurementError(f"port {port!r} is not in 1..65535")
 
 
+def check_sktid(sktid: int) -> None:
+    if not isinstance(sktid, int) or not 0 <= sktid <= 255:
+        raise MeasurementError(f"sktid {sktid!r} is not in 0..255")
+
+
 def check_timeout(timeout: float) -> None:
     if not timeout > 0:
         raise MeasurementError(f"timeout must be > 0 seconds, got {timeout!r}")
@@ -85,6 +90,7 @@ async def release_socket(endpoint: EndpointHandle, sktid: int) -> None:
     The endpoint answers nclose after every notification it sent for the socket before."""
     with contextlib.suppress(EndpointError, SessionGone):
         await endpoint.close(sktid)
+    with contextlib.suppress(SessionGone):
         await endpoint.collect(w.Message, 1 << 30, sktid=sktid, timeout=0)
 
 
@@ -121,12 +127,14 @@ async def timed_open_tcp(
 
     Connect time = nstat.time - T_a. It is never below the truth, and above it by the
     endpoint's work on the nopen before connect() (at most T_b - T_a; 0.1-0.3 ms measured)
-    plus w (0.1-0.5 ms measured, milliseconds on a busy endpoint): on the line testbed it was
-    0.4-0.8 ms over the kernel's handshake time, rarely up to 2.6 ms. T_b is not the start
-    because the endpoint sometimes stalls for milliseconds between connect() and the next
-    request (measured: up to 5 ms). One more case makes it late: a socket that reaches the
-    packet I/O process after its handshake is stamped on arrival there, which happens when
-    a session's first connect races that process's start-up (~0.2 s) on a short path.
+    plus w (0.1-0.5 ms measured, milliseconds when the endpoint's machine is busy): on the
+    line testbed (40 ms RTT) it came out 0.2-0.9 ms over the kernel's own handshake time
+    (TCP_INFO rtt), now and then 2-4 ms over on a loaded two-CPU machine. T_b is not used as
+    the start because the endpoint sometimes stalls for milliseconds between connect() and
+    the next request (seen: up to 5 ms, which would read as a connect that short). One more
+    case makes it late: a socket reaching the packet I/O process after its handshake is
+    stamped on arrival there, which happens when the first connect of a session races that
+    process's start-up (~0.2 s) on a short path; anything sent before (a DNS query) avoids it.
 
     Raises ConnectFailed (the connection was refused, timed out, ...; the socket is closed
     again) or MeasurementError (``sktid`` in use)."""
@@ -174,6 +182,7 @@ async def tcp_connect(
     family = address_family(address)
     check_port(port)
     check_timeout(timeout)
+    check_sktid(sktid)
     caps = await capabilities(endpoint)
     caps.require("tcp connect", tcp=True, family=family)
     opened = await timed_open_tcp(endpoint, sktid, address, port, timeout)
@@ -206,17 +215,18 @@ class HttpTarget:
 
 def http_target(url: str, address: str | None = None) -> HttpTarget:
     """Where and what to GET for ``url``; MeasurementError for what the endpoint cannot fetch."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port if parts.port is not None else 80
+    except ValueError as exc:
+        raise MeasurementError(f"{url!r} is not a URL: {exc}") from None
     if parts.scheme.lower() == "https":
         raise MeasurementError(
             f"{url}: https needs TLS, which the endpoint does not have; use an http:// URL"
         )
     if parts.scheme.lower() != "http" or not parts.hostname:
         raise MeasurementError(f"{url!r} is not an http://HOST/... URL")
-    try:
-        port = parts.port or 80
-    except ValueError:
-        raise MeasurementError(f"{url}: bad port") from None
+    check_port(port)
     host = parts.hostname
     if address is None:
         try:
@@ -230,10 +240,11 @@ def http_target(url: str, address: str | None = None) -> HttpTarget:
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
-    if any(c in path for c in " \t\r\n") or not path.isascii():
-        raise MeasurementError(f"{url}: the path has spaces, control or non-ASCII characters")
+    for part in (host, path):
+        if not part.isascii() or any(ord(c) <= 0x20 or ord(c) == 0x7F for c in part):
+            raise MeasurementError(f"{url}: spaces, control or non-ASCII characters in {part!r}")
     host_header = f"[{host}]" if ":" in host else host
-    if parts.port is not None and port != 80:
+    if port != 80:
         host_header += f":{port}"
     return HttpTarget(address, port, host_header, path)
 
@@ -260,22 +271,18 @@ class ResponseParser:
         self._line = bytearray()
 
     def feed(self, data: bytes) -> None:
-        if self.complete or not data:
-            return
-        if self.status is None:
+        while self.status is None and data:  # more than once after an interim response
             self._head += data
             end = self._head.find(b"\r\n\r\n")
             if end < 0:
                 if len(self._head) > MAX_HEAD_BYTES:
                     raise HttpParseError(f"no end of the headers in {MAX_HEAD_BYTES} bytes")
                 return
-            head, rest = bytes(self._head[: end + 4]), bytes(self._head[end + 4 :])
+            head, data = bytes(self._head[: end + 4]), bytes(self._head[end + 4 :])
             self._head.clear()
             self._read_head(head)
-            if self.status is None:  # an interim response: the real one follows
-                self.feed(rest)
-                return
-            data = rest
+        if self.complete or not data:
+            return
         if self._framing == "length":
             take = min(self._left, len(data))
             self.body_bytes += take
@@ -411,6 +418,7 @@ async def http_get(
     ("connection refused", "timeout", ...), with whatever was measured before it."""
     target = http_target(url, address)
     check_timeout(timeout)
+    check_sktid(sktid)
     if max_bytes < 1:
         raise MeasurementError(f"max_bytes must be >= 1, got {max_bytes!r}")
     family = target.family
