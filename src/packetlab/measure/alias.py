@@ -59,7 +59,7 @@ async def alias(
         raise MeasurementError("alias resolution needs two different addresses")
     if not 1 <= rounds <= 50 or spacing < 0:
         raise MeasurementError("alias rounds 1..50 and spacing >= 0 please")
-    _, who = await prepare(endpoint, "alias", addr_a, raw=True, clock=clock)
+    caps, who = await prepare(endpoint, "alias", addr_a, raw=True, clock=clock)
     sport = 40000 + secrets.randbelow(20000)
     train = []
     for n in range(rounds * 2 + 1):  # A B A B ... A: every B sits between two A's
@@ -67,7 +67,7 @@ async def alias(
         body = n.to_bytes(2, "big")
         train.append((spacing if n else 0.0, packets.udp_probe(who.src_addr, dst, sport, port,
                                                              body, 64, 1000 + n)))  # fmt: skip
-    records = await send_train(endpoint, train, timeout)
+    records = await send_train(endpoint, train, timeout, caps=caps)
     answers = sorted(
         (r.received_ns, r.responder, int.from_bytes(r.response[4:6], "big"))
         for r in records

@@ -72,7 +72,7 @@ async def ping(
         raise MeasurementError(f"ping size {size}: use 0..1400 bytes")
     if not 1 <= ttl <= 255:
         raise MeasurementError(f"ping ttl {ttl}: use 1..255")
-    _, who = await prepare(endpoint, "ping", target, raw=True, clock=clock)
+    caps, who = await prepare(endpoint, "ping", target, raw=True, clock=clock)
     source = who.src_addr
     ident = os.getpid() & 0xFFFF
     dport = port or DEFAULT_PORT.get(proto, 0)
@@ -93,7 +93,7 @@ async def ping(
             probe = packets.tcp_syn(source, target, sport, dport, seq_no, ttl, ident=ip_id)
         train.append((delay, probe))
     start = await endpoint.now()
-    records = await send_train(endpoint, train, timeout)
+    records = await send_train(endpoint, train, timeout, caps=caps)
     result = PingResult(
         origin=who,
         target=target,

@@ -19,14 +19,11 @@ from packetlab.controller.api import EndpointHandle
 from packetlab.measure.errors import MeasurementError
 from packetlab.measure.ping import reply_of
 from packetlab.measure.prepare import prepare
-from packetlab.measure.results import ClockOffset, Hop, Reply, TraceResult
+from packetlab.measure.results import PORT_UNREACH, UNREACH, ClockOffset, Hop, Reply, TraceResult
 from packetlab.measure.train import send_train
-from packetlab.packets.constants import ICMPType, ICMPv6Type
 
 PROTOS = ("UDP", "ICMP", "TCP")
 DEFAULT_PORT = {"UDP": 33435, "TCP": 80, "ICMP": 0}
-_UNREACH = (int(ICMPType.DEST_UNREACH), int(ICMPv6Type.DEST_UNREACH))
-_PORT_UNREACH = {4: 3, 6: 4}  # ICMP code 3 / ICMPv6 code 4: the target itself answered
 
 
 def paris_icmp_payload(seq: int, constant: int, size: int) -> bytes:
@@ -56,7 +53,7 @@ def _ends_trace(reply: Reply, target: str, af: int) -> str | None:
         return None
     if reply.responder == target:
         return "COMPLETED"
-    if reply.icmp_type in _UNREACH and reply.icmp_code != _PORT_UNREACH[af]:
+    if reply.icmp_type == UNREACH[af] and reply.icmp_code != PORT_UNREACH[af]:
         return "UNREACH"
     return None
 
@@ -87,7 +84,7 @@ async def traceroute(
         raise MeasurementError("attempts 1..10, gap limit >= 1 and timeout > 0 please")
     if not 0 <= paris_id <= 0xFF or not 0 <= size <= 1400:
         raise MeasurementError("paris_id 0..255 and size 0..1400 bytes please")
-    _, who = await prepare(endpoint, "traceroute", target, raw=True, clock=clock)
+    caps, who = await prepare(endpoint, "traceroute", target, raw=True, clock=clock)
     af = 6 if ":" in target else 4
     dport = port or DEFAULT_PORT[proto]
     flow = (33000 + (secrets.randbelow(64) << 8) + paris_id) & 0xFFFF  # constant per trace
@@ -105,7 +102,7 @@ async def traceroute(
             probe = _probe(proto, who.src_addr, target, ttl, number, flow, dport, size)
             probe_size = len(probe)
             train.append((0.0, probe))
-        records = await send_train(endpoint, train, timeout)
+        records = await send_train(endpoint, train, timeout, caps=caps)
         for ttl, record in zip(ttls, records, strict=True):
             hops[ttl].replies.append(reply_of(len(hops[ttl].replies) + 1, record))
             if record.sent_ns and (started is None or record.sent_ns < started):
