@@ -427,7 +427,7 @@ def test_endpoint_without_tcp_is_told_clearly(bed: Bed) -> None:
 def test_urls_the_endpoint_cannot_fetch_are_refused_clearly() -> None:
     with pytest.raises(MeasurementError, match="https needs TLS"):
         http_target("https://198.18.4.2/")
-    with pytest.raises(MeasurementError, match=r"--address"):
+    with pytest.raises(MeasurementError, match=r"--connect-to"):
         http_target("http://www.example.net/")
     with pytest.raises(MeasurementError, match="not an http"):
         http_target("ftp://198.18.4.2/")

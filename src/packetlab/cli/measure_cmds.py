@@ -234,24 +234,24 @@ def dig(ctx: click.Context, /, server: str, qname: str, qtype: str, **kw: Any) -
 
 @click.command("http")
 @click.argument("url")
-@click.option("--address", help="Connect to this address (default: the URL's host, which "
-              "must then be an address).")  # fmt: skip
+@click.option("--connect-to", "connect_to", metavar="ADDR", help="Connect to this address "
+              "(default: the URL's host, which must then be an address).")  # fmt: skip
 @click.option("-W", "--timeout", type=click.FloatRange(min=0.01), default=10.0, show_default=True)
 @common_options
 @click.pass_context
-def http(ctx: click.Context, /, url: str, address: str | None, **kw: Any) -> None:  # fmt: skip
+def http(ctx: click.Context, /, url: str, connect_to: str | None, **kw: Any) -> None:  # fmt: skip
     """HTTP GET URL (http:// only) from each endpoint: status, sizes, connect and first-byte
     times.
 
     \b
     Examples:
       packetlab http http://198.18.4.2/index.html
-      packetlab http http://www.example.test/ --address 198.18.4.2 --format text
+      packetlab http http://www.example.test/ --connect-to 198.18.4.2 --format text
     """
     from packetlab.measure.http import http_get
 
     opts = _opts(kw)
-    run(ctx, opts, "http", lambda endpoint: http_get(endpoint, url, address=address,
+    run(ctx, opts, "http", lambda endpoint: http_get(endpoint, url, address=connect_to,
                                                      timeout=kw["timeout"]))  # fmt: skip
 
 

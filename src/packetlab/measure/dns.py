@@ -25,7 +25,7 @@ import dns.rdatatype
 from packetlab import wire as w
 from packetlab.controller.api import EndpointError, EndpointHandle
 from packetlab.measure.capabilities import capabilities
-from packetlab.measure.clock import origin
+from packetlab.measure.clock import clock_offset, origin
 from packetlab.measure.errors import MeasurementError
 from packetlab.measure.http import (
     ConnectFailed,
@@ -119,8 +119,9 @@ async def dns_query(
     caps = await capabilities(endpoint)
     caps.require(f"DNS over {transport}", udp=transport == "UDP", tcp=transport == "TCP",
                  family=family)  # fmt: skip
+    who = origin(caps, family, clock or await clock_offset(endpoint))
     result = DnsResult(
-        origin=origin(caps, family, clock), server=server, port=port, proto=transport,
+        origin=who, server=server, port=port, proto=transport,
         af=family, qname=question.name.to_text(), qtype=dns.rdatatype.to_text(question.rdtype),
         started_ns=0,
     )  # fmt: skip

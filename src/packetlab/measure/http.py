@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from packetlab import wire as w
 from packetlab.controller.api import EndpointError, EndpointHandle, SessionGone
 from packetlab.measure.capabilities import capabilities
-from packetlab.measure.clock import origin
+from packetlab.measure.clock import clock_offset, origin
 from packetlab.measure.errors import MeasurementError
 from packetlab.measure.results import ClockOffset, HttpResult
 from packetlab.wire import memmap as vmem
@@ -234,9 +234,9 @@ def http_target(url: str, address: str | None = None) -> HttpTarget:
         except ValueError:
             raise MeasurementError(
                 f"{url}: {host!r} is a name and the endpoint does not resolve names; give its "
-                "address (--address), e.g. from a DNS query (packetlab dig) first"
+                "address (--connect-to), e.g. from a DNS query (packetlab dig) first"
             ) from None
-    address_family(address, "--address")
+    address_family(address, "--connect-to")
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
@@ -424,8 +424,9 @@ async def http_get(
     family = target.family
     caps = await capabilities(endpoint)
     caps.require("http", tcp=True, family=family)
+    who = origin(caps, family, clock or await clock_offset(endpoint))
     result = HttpResult(
-        origin=origin(caps, family, clock), url=url, dst_addr=target.address, port=target.port,
+        origin=who, url=url, dst_addr=target.address, port=target.port,
         af=family, method="GET", started_ns=0,
     )  # fmt: skip
     loop = asyncio.get_running_loop()
