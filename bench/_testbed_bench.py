@@ -34,8 +34,9 @@ def line_testbed(delay_ms: float = LINK_DELAY_MS) -> Iterator[tuple[Testbed, Pat
         topology = Topology.load("line").with_link_delay(delay_ms)
         with Testbed.up(topology, name=f"bench{os.getpid() % 100000}") as tb:
             config = node_endpoint_config(home, tb, "ep", guardian=BENCH_PROFILE)
-            text = config.read_text()  # an endpoint that dials again quickly
-            config.write_text(text.replace("[endpoint]\n", "[endpoint]\nretry_delay_s = 0.02\n", 1))
+            text = config.read_text()  # an endpoint that polls for its controller every 20 ms
+            fast = "[endpoint]\nretry_delay_s = 0.02\nretry_delay_max_s = 0.02\n"
+            config.write_text(text.replace("[endpoint]\n", fast, 1))
             yield tb, home, config
 
 

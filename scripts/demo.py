@@ -55,6 +55,8 @@ def run(
     )  # fmt: skip
     try:
         out, err = controller.communicate(timeout=60)
+        if controller.returncode:
+            endpoint.kill()  # it would go on dialling a controller that is gone
         _, ep_err = endpoint.communicate(timeout=30)
     finally:
         for proc in (controller, endpoint):

@@ -67,3 +67,30 @@ def test_a_broken_toml_file_is_reported_as_toml(tmp_path: Path) -> None:
     conf.write_text("[endpoint]\nprivate_key = \n")
     with pytest.raises(ConfigError, match=r"endpoint\.toml: Invalid value"):
         load_endpoint_config(conf)
+
+
+def _toml(tmp_path: Path, extra: str) -> Path:
+    conf = tmp_path / "endpoint.toml"
+    conf.write_text(f'[endpoint]\nprivate_key = "k"\n{extra}')
+    return conf
+
+
+def test_dial_timing_is_read_from_toml(tmp_path: Path) -> None:
+    config = load_endpoint_config(
+        _toml(tmp_path, "retry_delay_s = 0.02\nretry_delay_max_s = 0.5\nconnect_timeout_s = 2\n")
+    )
+    assert (config.retry_delay_s, config.retry_delay_max_s, config.connect_timeout_s) == (
+        0.02, 0.5, 2.0)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("retry_delay_s = 0\n", "retry_delay_s must be a positive"),
+        ("retry_delay_s = 5\nretry_delay_max_s = 1\n", "retry_delay_max_s is below"),
+        ('connect_timeout_s = "soon"\n', "could not convert"),
+    ],
+)
+def test_bad_dial_timing_is_refused(tmp_path: Path, extra: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_endpoint_config(_toml(tmp_path, extra))

@@ -89,6 +89,9 @@ def load_endpoint_config(path: Path) -> EndpointConfig:
                 transports=tuple(section.get("transports", ["tcp", "udp"])),
                 guardian=guardian,
                 state_dir=base / section.get("state_dir", "guardian"),
+                connect_timeout_s=float(section.get("connect_timeout_s", 3.0)),
+                retry_delay_s=float(section.get("retry_delay_s", 1.0)),
+                retry_delay_max_s=float(section.get("retry_delay_max_s", 30.0)),
             ),
         )
     except KeyError as exc:
@@ -106,6 +109,11 @@ def _checked(path: Path, config: EndpointConfig) -> EndpointConfig:
     unknown = set(config.transports) - {"raw", "tcp", "udp"}
     if unknown:
         raise ConfigError(f"{path}: unknown transport {sorted(unknown)[0]!r} (raw, tcp, udp)")
+    for name in ("connect_timeout_s", "retry_delay_s", "retry_delay_max_s"):
+        if not getattr(config, name) > 0:
+            raise ConfigError(f"{path}: {name} must be a positive number of seconds")
+    if config.retry_delay_max_s < config.retry_delay_s:
+        raise ConfigError(f"{path}: retry_delay_max_s is below retry_delay_s")
     return config
 
 
