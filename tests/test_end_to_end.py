@@ -1,5 +1,5 @@
 """packetlab controller and packetlab endpoint as real processes over TLS on loopback, with the
-certificates from `packetlab init`: the DNS and HTTP examples, as `make demo` runs them."""
+certificates from `packetlab init`: the DNS and HTTP examples (experiment scripts)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import select
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from demo import PACKETLAB, free_port, measure  # noqa: E402
+from demo import PACKETLAB, free_port  # noqa: E402
 from local_services import DnsResponder, HttpServer  # noqa: E402
 
 from packetlab import pki  # noqa: E402
@@ -25,6 +26,64 @@ from packetlab.endpoint.config import load_endpoint_config  # noqa: E402
 from packetlab.endpoint.runner import Endpoint  # noqa: E402
 from packetlab.tls import TlsIdentity, server_context  # noqa: E402
 from packetlab.tls.aio import accept_tls  # noqa: E402
+
+HERE = ROOT / "examples"
+
+
+def measure(
+    home: Path,
+    experiment: str,
+    *args: str,
+    endpoint_config: Path | None = None,
+    endpoint_args: Sequence[str] = (),
+) -> str:
+    port = free_port()
+    controller = subprocess.Popen(
+        [
+            *PACKETLAB,
+            "--home",
+            str(home),
+            "controller",
+            "-a",
+            f"127.0.0.1:{port}",
+            "-n",
+            "1",
+            str(HERE / experiment),
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(0.5)
+    endpoint = subprocess.run(
+        [
+            *PACKETLAB,
+            "--home",
+            str(home),
+            "endpoint",
+            *(["-c", str(endpoint_config)] if endpoint_config else []),
+            *endpoint_args,
+            f"127.0.0.1:{port}",
+            "--sessions",
+            "1",
+            "--attempts",
+            "10",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    try:
+        out, err = controller.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        controller.kill()
+        out, err = controller.communicate()
+    if controller.returncode != 0 or endpoint.returncode != 0:
+        sys.stderr.write(err + endpoint.stderr)
+        raise SystemExit(f"demo: {experiment} failed")
+    return out
 
 
 @pytest.fixture(scope="module")
