@@ -173,25 +173,30 @@ def test_notifmask_holds_data_and_counts_drops_exactly() -> None:
     async def main() -> None:
         responder = UdpResponder()
         responder.attach()
-        async with session() as (ctl, agent, _):
-            await ctl.request(w.Nopen(1, 4, 0x11, 20, ANY))  # 20-byte receive buffer
-            mask = vmem.SOCKETS + 0x400 + vmem.SK_NOTIFMASK
-            assert await ctl.request(w.Mwrite(mask, b"\x00\x08")) == w.Result()  # hold NDATA
-            for i in range(4):  # replies of 9 bytes each: two fit, two are dropped
-                await ctl.request(
-                    w.Nsend(1, 4, 0x11, 0, 0, b"abc%03d" % i, LOOPBACK, responder.port)
-                )
-            await asyncio.sleep(0.2)
-            assert not [n for n in ctl.notes if isinstance(n, w.Ndata)]
-            used = await ctl.request(w.Mread(vmem.BUFUSED, 4))
-            assert isinstance(used, w.Mdata) and int.from_bytes(used.data, "big") == 18
-            assert await ctl.request(w.Mwrite(mask, b"\x00\x00")) == w.Result()
-            data = await ctl.wait_note(w.Ndata, 2)
-            [drop] = await ctl.wait_note(w.Ndrop)
-            assert [d.data for d in data] == [b"re:abc000", b"re:abc001"]  # type: ignore[attr-defined]
-            assert isinstance(drop, w.Ndrop) and (drop.unitcnt, drop.bytecnt) == (2, 18)
-            assert agent.blocks[1].drop_units == 2
-        responder.close()
+        try:
+            async with session() as (ctl, agent, _):
+                await ctl.request(w.Nopen(1, 4, 0x11, 20, ANY))  # 20-byte receive buffer
+                mask = vmem.SOCKETS + 0x400 + vmem.SK_NOTIFMASK
+                assert await ctl.request(w.Mwrite(mask, b"\x00\x08")) == w.Result()  # hold NDATA
+                for i in range(4):  # replies of 9 bytes each: two fit, two are dropped
+                    await ctl.request(
+                        w.Nsend(1, 4, 0x11, 0, 0, b"abc%03d" % i, LOOPBACK, responder.port)
+                    )
+                deadline = asyncio.get_running_loop().time() + 10
+                while agent.blocks[1].drop_units < 2:  # all four replies are in (a busy host)
+                    assert asyncio.get_running_loop().time() < deadline, "replies never came"
+                    await asyncio.sleep(0.02)
+                assert not [n for n in ctl.notes if isinstance(n, w.Ndata)]
+                used = await ctl.request(w.Mread(vmem.BUFUSED, 4))
+                assert isinstance(used, w.Mdata) and int.from_bytes(used.data, "big") == 18
+                assert await ctl.request(w.Mwrite(mask, b"\x00\x00")) == w.Result()
+                data = await ctl.wait_note(w.Ndata, 2)
+                [drop] = await ctl.wait_note(w.Ndrop)
+                assert [d.data for d in data] == [b"re:abc000", b"re:abc001"]  # type: ignore[attr-defined]
+                assert isinstance(drop, w.Ndrop) and (drop.unitcnt, drop.bytecnt) == (2, 18)
+                assert agent.blocks[1].drop_units == 2
+        finally:
+            responder.close()
 
     run(main())
 
