@@ -28,7 +28,8 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 import pytest
-from node_harness import run_on_node
+
+from packetlab.testbed.sessions import serve_in_node as run_on_node
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from netns_session import descendants, endpoint_config, init_home, kill9

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from node_harness import run_on_node
+
+from packetlab.testbed.sessions import serve_in_node as run_on_node
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from netns_session import PacketCapture, endpoint_config, init_home

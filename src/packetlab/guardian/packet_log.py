@@ -27,6 +27,7 @@ import datetime
 import fcntl
 import mmap
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -192,41 +193,53 @@ def _create_locked(path: Path) -> int | None:
     return None
 
 
-def _delete_unless_locked(path: Path) -> bool:
-    """Delete ``path`` if no one holds a lock on it (a writer's shared lock); True if deleted."""
+@contextlib.contextmanager
+def _unless_locked(path: Path, flags: int) -> Iterator[int | None]:
+    """``path`` opened with ``flags`` and locked exclusively, or None when it is gone or a
+    writer holds its (shared) lock."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, flags)
     except OSError:
-        return False
+        yield None
+        return
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        path.unlink()  # still holding the lock: a writer that locks it now sees it unlinked
-    except OSError:
-        return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            yield None
+        else:
+            yield fd
     finally:
         os.close(fd)
-    return True
+
+
+def _delete_unless_locked(path: Path) -> bool:
+    """Delete ``path`` if no one holds a lock on it (a writer's shared lock); True if deleted."""
+    with _unless_locked(path, os.O_RDONLY) as fd:
+        if fd is None:
+            return False
+        try:
+            path.unlink()  # still holding the lock: a writer that locks it now sees it unlinked
+        except OSError:
+            return False
+        return True
 
 
 def _repair_unless_locked(path: Path) -> bool:
     """Cut a file no writer holds back to its last whole pcapng block; True if it was cut.
     Whole files cost one look at their last block."""
-    try:
-        fd = os.open(path, os.O_RDWR)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        size = os.fstat(fd).st_size
-        if size == 0:
+    with _unless_locked(path, os.O_RDWR) as fd:
+        if fd is None:
             return False
-        with mmap.mmap(fd, size, access=mmap.ACCESS_READ) as data:
-            if ends_whole(data):
+        try:
+            size = os.fstat(fd).st_size
+            if size == 0:
                 return False
-            end = complete_length(data)
-        os.ftruncate(fd, end)
-    except (OSError, ValueError):
-        return False
-    finally:
-        os.close(fd)
-    return True
+            with mmap.mmap(fd, size, access=mmap.ACCESS_READ) as data:
+                if ends_whole(data):
+                    return False
+                end = complete_length(data)
+            os.ftruncate(fd, end)
+        except (OSError, ValueError):
+            return False
+        return True

@@ -53,9 +53,8 @@ from dataclasses import dataclass, field
 from packetlab import wire as w
 from packetlab.controller.api import ANY4, EndpointError, EndpointHandle, SessionGone
 from packetlab.endpoint.timestamps import ANCILLARY_SIZE, SO_TIMESTAMPNS, rx_time
-from packetlab.measure.capabilities import capabilities
-from packetlab.measure.clock import clock_offset, origin
 from packetlab.measure.errors import MeasurementError
+from packetlab.measure.prepare import prepare
 from packetlab.measure.results import BandwidthResult, ClockOffset, Origin
 
 MAGIC = b"PLbw"
@@ -259,9 +258,7 @@ async def bandwidth(
             f"IPv{family}), got {size}"
         )
     _prepare_receiver(receiver, packets * (size + 1024))  # the kernel doubles it
-    caps = await capabilities(endpoint)
-    caps.require("bw", udp=True, family=family)
-    who = origin(caps, family, clock or await clock_offset(endpoint))
+    _, who = await prepare(endpoint, "bw", host, udp=True, clock=clock)
     ip_bytes = size + UDP_HEADER + IP_HEADER[family]
     record = BurstRecord(secrets.token_bytes(8), packets, size)
     arrived = asyncio.Event()

@@ -24,8 +24,6 @@ import dns.rdatatype
 
 from packetlab import wire as w
 from packetlab.controller.api import EndpointError, EndpointHandle
-from packetlab.measure.capabilities import capabilities
-from packetlab.measure.clock import clock_offset, origin
 from packetlab.measure.errors import MeasurementError
 from packetlab.measure.http import (
     ConnectFailed,
@@ -37,6 +35,7 @@ from packetlab.measure.http import (
     release_socket,
     timed_open_tcp,
 )
+from packetlab.measure.prepare import prepare
 from packetlab.measure.results import ClockOffset, DnsResult
 
 QUERY_TAG = 0x444E  # "DN": the ntag of the query carries its TX stamp
@@ -116,10 +115,8 @@ async def dns_query(
     if not message.question:
         raise MeasurementError("the DNS query has no question")
     question = message.question[0]
-    caps = await capabilities(endpoint)
-    caps.require(f"DNS over {transport}", udp=transport == "UDP", tcp=transport == "TCP",
-                 family=family)  # fmt: skip
-    who = origin(caps, family, clock or await clock_offset(endpoint))
+    _, who = await prepare(endpoint, f"DNS over {transport}", server, udp=transport == "UDP",
+                           tcp=transport == "TCP", clock=clock)  # fmt: skip
     result = DnsResult(
         origin=who, server=server, port=port, proto=transport,
         af=family, qname=question.name.to_text(), qtype=dns.rdatatype.to_text(question.rdtype),

@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 from packetlab import wire as w
 from packetlab.controller.api import EndpointError, EndpointHandle, SessionGone
 from packetlab.measure.capabilities import capabilities
-from packetlab.measure.clock import clock_offset, origin
 from packetlab.measure.errors import MeasurementError
+from packetlab.measure.prepare import prepare
 from packetlab.measure.results import ClockOffset, HttpResult
 from packetlab.wire import memmap as vmem
 
@@ -422,9 +422,7 @@ async def http_get(
     if max_bytes < 1:
         raise MeasurementError(f"max_bytes must be >= 1, got {max_bytes!r}")
     family = target.family
-    caps = await capabilities(endpoint)
-    caps.require("http", tcp=True, family=family)
-    who = origin(caps, family, clock or await clock_offset(endpoint))
+    _, who = await prepare(endpoint, "http", target.address, tcp=True, clock=clock)
     result = HttpResult(
         origin=who, url=url, dst_addr=target.address, port=target.port,
         af=family, method="GET", started_ns=0,
